@@ -1,0 +1,64 @@
+//! `GET /v1/<plural>`: list with selectors and pagination, or — with `?watch=true` — hand over
+//! to the watch handler.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use swarm_api::Kind;
+use swarm_api::selector::{FieldSelector, LabelSelector};
+
+use super::{AppState, Params, flag, kind_of};
+use crate::errors::{ApiError, ApiResult};
+use crate::registry::ListQuery;
+
+/// The query parameters of `GET /v1/<plural>`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListParams {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: Option<String>,
+    #[serde(rename = "continue")]
+    pub continue_token: Option<String>,
+    pub watch: Option<String>,
+    pub resource_version: Option<String>,
+    pub allow_watch_bookmarks: Option<String>,
+    pub timeout_seconds: Option<String>,
+}
+
+impl ListParams {
+    /// The selectors and paging of the request, validated.
+    pub fn query(&self, kind: Kind) -> ApiResult<ListQuery> {
+        let labels = LabelSelector::parse(self.label_selector.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let fields = FieldSelector::parse_for(kind, self.field_selector.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let limit = match self.limit.as_deref() {
+            None | Some("") => 0,
+            Some(l) => l
+                .parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        };
+        Ok(ListQuery {
+            labels,
+            fields,
+            limit,
+            continue_token: self.continue_token.clone().filter(|c| !c.is_empty()),
+        })
+    }
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    axum::extract::Path(plural): axum::extract::Path<String>,
+    Params(p): Params<ListParams>,
+) -> ApiResult<Response> {
+    let kind = kind_of(&plural)?;
+    if flag(&p.watch, "watch")? {
+        return super::watch::watch(st, kind, p).await;
+    }
+    let q = p.query(kind)?;
+    let list = st.registry.list(kind, &q).await?;
+    Ok(Json(list.to_json()).into_response())
+}

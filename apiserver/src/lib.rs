@@ -1,0 +1,26 @@
+//! swarm's API server: the REST and watch API over a `Store`, backed by etcd or by an
+//! embedded single-file store.
+//!
+//! The layers, from the wire inwards:
+//! * `server` — options, the route table, the axum router and `serve`;
+//! * `handlers` — one module per endpoint family (objects, list, watch, apply, transactions);
+//! * `watch_cache` — one store watch per kind, fanned out to every client watch from memory;
+//! * `registry` — typed CRUD with the API conventions (generation, no-op writes, CAS);
+//! * `admission` — rules about changes (immutable data, task states only move forward);
+//! * `codec` — request decoding with field paths, and the stored form of objects;
+//! * `errors` — everything becomes a kube-style `Status`;
+//! * `metrics`, `openapi` — observability and self-description;
+//! * `store` — the revisioned key-value store (embedded SQLite or etcd).
+
+pub mod admission;
+pub mod codec;
+pub mod errors;
+pub mod handlers;
+pub mod metrics;
+pub mod openapi;
+pub mod registry;
+pub mod server;
+pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod watch_cache;

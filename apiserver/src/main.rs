@@ -1,0 +1,67 @@
+//! `swarm-apiserver`: the REST API server on its own (`swarm server` runs it together with
+//! the controllers and an agent).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use swarm_apiserver::server::{Server, ServerOptions, StoreConfig};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "swarm-apiserver",
+    version,
+    about = "swarm's REST and watch API server"
+)]
+struct Args {
+    /// Where the embedded store keeps its file.
+    #[arg(long, default_value = "swarm-data")]
+    data_dir: PathBuf,
+    /// Address to serve the REST API on.
+    #[arg(long, default_value = swarm_apiserver::server::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    #[arg(long, value_enum, default_value = "embedded")]
+    store: StoreKind,
+    /// etcd endpoints, comma-separated (with `--store etcd`).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let opts = ServerOptions {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        store: match args.store {
+            StoreKind::Embedded => StoreConfig::Embedded,
+            StoreKind::Etcd => StoreConfig::Etcd {
+                endpoints: args.etcd_endpoints,
+            },
+        },
+        ..ServerOptions::default()
+    };
+    let server = Server::bind(opts).await.context("starting the apiserver")?;
+    tracing::info!(url = %server.url(), "serving");
+    server
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")?;
+    Ok(())
+}

@@ -1,0 +1,543 @@
+//! The server: options, the route table, the axum router and the serve loop.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), swarm_apiserver::server::ServerError> {
+//! use swarm_apiserver::server::{Server, ServerOptions};
+//! let server = Server::bind(ServerOptions::default()).await?;   // opens the store, binds
+//! println!("listening on {}", server.local_addr());               // port 0 resolved
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Binding and running are separate steps so a caller (tests, `swarm server`) can learn the
+//! real address before serving. On shutdown every open watch is ended first, so graceful
+//! shutdown does not wait forever for streams that never finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+
+use crate::errors::ApiError;
+use crate::handlers::{self, AppState};
+use crate::metrics::{InstrumentedStore, Metrics};
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+use crate::watch_cache::{CacheOptions, WatchCache};
+
+/// Default REST address, as Docker Swarm's manager port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2377";
+
+/// Largest accepted request body (etcd's own limit is 1.5 MiB per request).
+pub const DEFAULT_MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Which store the server runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The single-file store under `data_dir` (`store.db`).
+    Embedded,
+    /// An etcd cluster.
+    Etcd { endpoints: Vec<String> },
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    /// How often watches that asked for bookmarks get one.
+    pub bookmark_interval: Duration,
+    pub max_body_bytes: usize,
+    pub cache: CacheOptions,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            data_dir: PathBuf::from("swarm-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 2377)),
+            store: StoreConfig::Embedded,
+            bookmark_interval: Duration::from_secs(10),
+            max_body_bytes: DEFAULT_MAX_BODY,
+            cache: CacheOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// One documented route (the OpenAPI document is generated from this table). `{plural}`
+/// routes exist once per kind; `{kind}` in the summary is replaced by the kind's name.
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub ok_code: &'static str,
+    pub has_body: bool,
+    /// Only for kinds with a status subresource.
+    pub status_only: bool,
+    pub query: &'static [&'static str],
+}
+
+const LIST_QUERY: &[&str] = &[
+    "labelSelector",
+    "fieldSelector",
+    "limit",
+    "continue",
+    "watch",
+    "resourceVersion",
+    "allowWatchBookmarks",
+    "timeoutSeconds",
+];
+
+const fn route(method: &'static str, path: &'static str, summary: &'static str) -> RouteDoc {
+    RouteDoc {
+        method,
+        path,
+        summary,
+        ok_code: "200",
+        has_body: false,
+        status_only: false,
+        query: &[],
+    }
+}
+
+pub const ROUTES: &[RouteDoc] = &[
+    RouteDoc {
+        query: LIST_QUERY,
+        ..route("GET", "/v1/{plural}", "List or watch {kind} objects")
+    },
+    RouteDoc {
+        ok_code: "201",
+        has_body: true,
+        ..route("POST", "/v1/{plural}", "Create a {kind}")
+    },
+    route("GET", "/v1/{plural}/{name}", "Read a {kind}"),
+    RouteDoc {
+        has_body: true,
+        ..route(
+            "PUT",
+            "/v1/{plural}/{name}",
+            "Replace a {kind} (status ignored)",
+        )
+    },
+    RouteDoc {
+        query: &["resourceVersion"],
+        ..route("DELETE", "/v1/{plural}/{name}", "Delete a {kind}")
+    },
+    RouteDoc {
+        status_only: true,
+        ..route(
+            "GET",
+            "/v1/{plural}/{name}/status",
+            "Read a {kind}'s status",
+        )
+    },
+    RouteDoc {
+        status_only: true,
+        has_body: true,
+        ..route(
+            "PUT",
+            "/v1/{plural}/{name}/status",
+            "Replace a {kind}'s status (spec ignored)",
+        )
+    },
+    RouteDoc {
+        has_body: true,
+        query: &["dryRun", "prune"],
+        ..route(
+            "POST",
+            "/v1/stacks/{name}/apply",
+            "Apply a stack's objects atomically",
+        )
+    },
+    RouteDoc {
+        has_body: true,
+        ..route(
+            "POST",
+            "/v1/transactions",
+            "Commit several writes all or none",
+        )
+    },
+    route("GET", "/healthz", "Liveness"),
+    route("GET", "/readyz", "Readiness (store reachable)"),
+    route("GET", "/metrics", "Prometheus metrics"),
+    route("GET", "/openapi.json", "This document"),
+];
+
+/// The router over `state`.
+pub fn router(state: AppState) -> Router {
+    use handlers::*;
+    let metrics = state.metrics.clone();
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .route("/v1/transactions", post(txn::transaction))
+        .route("/v1/stacks/{name}/apply", post(apply::apply))
+        .route("/v1/{plural}", get(list::list).post(objects::create))
+        .route(
+            "/v1/{plural}/{name}",
+            get(objects::get)
+                .put(objects::replace)
+                .delete(objects::delete),
+        )
+        .route(
+            "/v1/{plural}/{name}/status",
+            get(objects::get_status).put(objects::replace_status),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi))
+        .fallback(|| async {
+            ApiError::new(
+                swarm_api::StatusReason::NotFound,
+                "the server could not find the requested resource",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                swarm_api::StatusReason::MethodNotAllowed,
+                "method not allowed",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Opens the store the options name.
+pub async fn open_store(opts: &ServerOptions) -> Result<Arc<dyn Store>, ServerError> {
+    match &opts.store {
+        StoreConfig::Embedded => {
+            std::fs::create_dir_all(&opts.data_dir).map_err(|source| ServerError::DataDir {
+                path: opts.data_dir.clone(),
+                source,
+            })?;
+            let path = opts.data_dir.join("store.db");
+            let store = crate::store::embedded::EmbeddedStore::open(&path)?;
+            Ok(Arc::new(store))
+        }
+        StoreConfig::Etcd { endpoints } => open_etcd(endpoints).await,
+    }
+}
+
+#[cfg(feature = "store-etcd")]
+async fn open_etcd(endpoints: &[String]) -> Result<Arc<dyn Store>, ServerError> {
+    let store = crate::store::etcd::EtcdStore::connect(endpoints).await?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "store-etcd"))]
+async fn open_etcd(endpoints: &[String]) -> Result<Arc<dyn Store>, ServerError> {
+    Err(ServerError::Unsupported(format!(
+        "this build has no etcd support (feature store-etcd); cannot use {}",
+        endpoints.join(",")
+    )))
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    app: Router,
+    cache: WatchCache,
+    shutdown_tx: signal::Sender<bool>,
+}
+
+impl Server {
+    /// Opens the store named by `opts` and binds `opts.listen`.
+    pub async fn bind(opts: ServerOptions) -> Result<Server, ServerError> {
+        let store = open_store(&opts).await?;
+        Server::with_store(store, opts).await
+    }
+
+    /// Binds `opts.listen` over an already open store (tests, embedding).
+    pub async fn with_store(
+        store: Arc<dyn Store>,
+        opts: ServerOptions,
+    ) -> Result<Server, ServerError> {
+        let metrics = Metrics::new();
+        let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
+        let cache = WatchCache::start(store.clone(), opts.cache.clone());
+        let (shutdown_tx, shutdown) = signal::channel(false);
+        let state = AppState {
+            registry: Registry::new(store),
+            cache: cache.clone(),
+            metrics,
+            bookmark_interval: opts.bookmark_interval,
+            max_body_bytes: opts.max_body_bytes,
+            shutdown,
+        };
+        let listener =
+            TcpListener::bind(opts.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: opts.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        Ok(Server {
+            listener,
+            addr,
+            app: router(state),
+            cache,
+            shutdown_tx,
+        })
+    }
+
+    /// The address actually bound (with port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves until `shutdown` resolves, then ends open watches and drains connections.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            listener,
+            addr,
+            app,
+            cache,
+            shutdown_tx,
+        } = self;
+        tracing::info!(%addr, "apiserver listening");
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("apiserver shutting down");
+                shutdown_tx.send_replace(true);
+            })
+            .await
+            .map_err(ServerError::Serve);
+        cache.stop();
+        result
+    }
+
+    /// Serves in a background task; the returned handle stops it.
+    pub fn spawn(self) -> RunningServer {
+        let addr = self.addr;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(self.run(async move {
+            let _ = rx.await;
+        }));
+        RunningServer {
+            addr,
+            stop: Some(tx),
+            handle,
+        }
+    }
+}
+
+/// A server serving in the background (tests). Dropping it stops the server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits until the server has finished.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.handle).await {
+            Ok(r) => r,
+            Err(e) => Err(ServerError::Serve(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Opens the store, binds and serves until `shutdown` resolves.
+pub async fn serve(
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::bind(opts).await?.run(shutdown).await
+}
+
+#[cfg(all(test, feature = "store-etcd"))]
+mod etcd_tests {
+    //! Two apiservers over one etcd serve the same objects and the same watches: the
+    //! apiserver keeps no state of its own beyond caches fed by the store.
+
+    use super::*;
+    use crate::store::etcd_testing::EtcdServer;
+    use futures::StreamExt;
+    use serde_json::{Value, json};
+
+    async fn apiserver(etcd: &EtcdServer) -> RunningServer {
+        let opts = ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            store: StoreConfig::Etcd {
+                endpoints: vec![etcd.endpoint()],
+            },
+            ..ServerOptions::default()
+        };
+        Server::bind(opts).await.unwrap().spawn()
+    }
+
+    /// Reads NDJSON events until one satisfies `pred`.
+    async fn wait_for(
+        stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+        buf: &mut Vec<u8>,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let patience = std::time::Duration::from_secs(20);
+        tokio::time::timeout(patience, async {
+            loop {
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    let ev: Value = serde_json::from_slice(&line).unwrap();
+                    if pred(&ev) {
+                        return ev;
+                    }
+                }
+                let chunk = stream.next().await.expect("watch ended").unwrap();
+                buf.extend_from_slice(&chunk);
+            }
+        })
+        .await
+        .expect("event within the patience window")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_apiservers_over_one_etcd_share_objects_and_watches() {
+        let etcd = EtcdServer::start().await;
+        let a = apiserver(&etcd).await;
+        let b = apiserver(&etcd).await;
+        let http = reqwest::Client::new();
+
+        // A watch on B, opened before the write on A.
+        let resp = http
+            .get(format!("{}/v1/services?watch=true", b.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let mut events = Box::pin(resp.bytes_stream());
+        let mut buf = Vec::new();
+
+        let svc = json!({"kind": "Service", "metadata": {"name": "web"},
+                         "spec": {"taskTemplate": {"container": {"image": "nginx"}}}});
+        let created: Value = http
+            .post(format!("{}/v1/services", a.url()))
+            .json(&svc)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rv = created["metadata"]["resourceVersion"].clone();
+
+        // B serves the object A wrote, at the same resourceVersion.
+        let got: Value = http
+            .get(format!("{}/v1/services/web", b.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(got["metadata"]["resourceVersion"], rv);
+        assert_eq!(got["metadata"]["uid"], created["metadata"]["uid"]);
+
+        // B's watch sees A's write.
+        let ev = wait_for(&mut events, &mut buf, |e| e["type"] == "ADDED").await;
+        assert_eq!(ev["object"]["metadata"]["resourceVersion"], rv);
+
+        // A CAS with B's copy after A changed it is refused by B: one store, one truth.
+        let mut changed = created.clone();
+        changed["metadata"]["labels"] = json!({"x": "1"});
+        let r = http
+            .put(format!("{}/v1/services/web", a.url()))
+            .json(&changed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let stale = http
+            .put(format!("{}/v1/services/web", b.url()))
+            .json(&got)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status().as_u16(), 409);
+        let ev = wait_for(&mut events, &mut buf, |e| e["type"] == "MODIFIED").await;
+        assert_eq!(ev["object"]["metadata"]["labels"]["x"], "1");
+
+        // A stack apply through B is visible through A's list.
+        let r = http
+            .post(format!("{}/v1/stacks/s/apply", b.url()))
+            .json(&json!({"objects": [{"kind": "Network", "metadata": {"name": "s_net"}}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let list: Value = http
+            .get(format!(
+                "{}/v1/networks?labelSelector=swarm.stack%3Ds",
+                a.url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["items"][0]["metadata"]["name"], "s_net");
+
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    }
+}

@@ -1,0 +1,624 @@
+//! The watch cache: one store watch per kind, fanned out to every client watch from memory.
+//!
+//! Without it, each `GET ?watch=true` would open its own store watch, and a thousand agents
+//! watching tasks would be a thousand etcd watches. Like kube-apiserver's cacher, each kind
+//! gets one `KindCache` that:
+//!
+//! * lists the kind once, then watches the store from that revision, keeping
+//!   - `objects`: the current objects (served as the initial `ADDED` events of a watch without
+//!     a `resourceVersion`),
+//!   - `window`: a ring buffer of the most recent events, so a client resuming from a recent
+//!     `resourceVersion` is served from memory;
+//! * pushes each event to every registered watcher's **bounded** channel with `try_send`.
+//!   A watcher whose channel is full is cut off — it gets an `ERROR` event telling it to
+//!   resume — and the cache moves on: one slow client never slows the others or the cache;
+//! * on losing its store watch, re-watches from the last revision it saw; if that revision was
+//!   compacted meanwhile, it re-lists and ends every client watch with `410 Expired` (clients
+//!   re-list), as kube does.
+//!
+//! Events are encoded to JSON once, here, and shared (`Arc`) by every watcher.
+//!
+//! Ordering and the lock: the cache applies an event to its state and pushes it to the
+//! watchers' channels under one mutex, and registration (snapshot + subscribe) takes the same
+//! mutex, so a new watcher sees each event exactly once — either in its snapshot/replay or in
+//! its channel. Bookmarks use the same lock to learn "everything up to revision R has been
+//! handed to this channel".
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use swarm_api::{AnyObject, Kind, Status, StatusReason};
+use tokio::sync::{mpsc, watch};
+
+use crate::codec::decode_stored;
+use crate::registry::ListQuery;
+use crate::store::{Event, EventType, ListOptions, Revision, Store, StoreError};
+
+/// An object as the cache holds it: decoded (for selectors) and encoded (for the wire).
+#[derive(Debug)]
+pub struct CachedObject {
+    pub obj: AnyObject,
+    pub json: Bytes,
+}
+
+impl CachedObject {
+    pub fn new(obj: AnyObject) -> Arc<CachedObject> {
+        let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+        Arc::new(CachedObject { obj, json })
+    }
+}
+
+/// The wire types of watch events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchEventType {
+    Added,
+    Modified,
+    Deleted,
+    Bookmark,
+    Error,
+}
+
+impl WatchEventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchEventType::Added => "ADDED",
+            WatchEventType::Modified => "MODIFIED",
+            WatchEventType::Deleted => "DELETED",
+            WatchEventType::Bookmark => "BOOKMARK",
+            WatchEventType::Error => "ERROR",
+        }
+    }
+}
+
+/// One change of one object, as the cache saw it.
+#[derive(Debug)]
+pub struct CachedEvent {
+    pub revision: Revision,
+    pub kind: EventType,
+    /// The object after the change (for a delete: its last state, at the delete's revision).
+    pub object: Arc<CachedObject>,
+    /// The object before the change, if it existed.
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+impl CachedEvent {
+    /// What this event is for a watcher with filter `q`, or `None` if it should not see it.
+    ///
+    /// With a selector, an object that starts matching is `ADDED` and one that stops matching
+    /// is `DELETED` (with its new state), as kube-apiserver does, so a client's view of "the
+    /// objects matching my selector" stays exact.
+    pub fn for_filter(&self, q: &ListQuery) -> Option<WatchEventType> {
+        let now = self.kind == EventType::Put && q.matches(&self.object.obj);
+        let before = self.prev.as_ref().is_some_and(|p| q.matches(&p.obj));
+        match (before, now) {
+            (false, true) => Some(WatchEventType::Added),
+            (true, true) => Some(WatchEventType::Modified),
+            (true, false) => Some(WatchEventType::Deleted),
+            (false, false) if self.kind == EventType::Delete && self.prev.is_none() => {
+                // A delete without a known previous state: judge by the deleted object.
+                q.matches(&self.object.obj)
+                    .then_some(WatchEventType::Deleted)
+            }
+            (false, false) => None,
+        }
+    }
+}
+
+/// One NDJSON line: `{"type":"ADDED","object":{…}}\n`.
+pub fn event_line(t: WatchEventType, object_json: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object_json.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(t.as_str().as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object_json);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
+/// A `BOOKMARK` line: only kind, apiVersion and the revision.
+pub fn bookmark_line(kind: Kind, revision: Revision) -> Bytes {
+    let obj = serde_json::json!({
+        "kind": kind.name(),
+        "apiVersion": swarm_api::API_VERSION,
+        "metadata": {"resourceVersion": revision.to_string()},
+    });
+    event_line(WatchEventType::Bookmark, obj.to_string().as_bytes())
+}
+
+/// An `ERROR` line carrying a Status.
+pub fn error_line(status: &Status) -> Bytes {
+    event_line(
+        WatchEventType::Error,
+        &serde_json::to_vec(status).unwrap_or_default(),
+    )
+}
+
+/// Tuning of the caches.
+#[derive(Clone, Debug)]
+pub struct CacheOptions {
+    /// Events kept per kind for resuming watches from memory.
+    pub window: usize,
+    /// Events buffered per watcher before it is cut off as too slow.
+    pub watcher_buffer: usize,
+    /// Pause before re-watching after a store watch failed.
+    pub retry_delay: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            window: 10_000,
+            watcher_buffer: 1_000,
+            retry_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a watcher's channel was closed by the cache.
+type CloseReason = Arc<OnceLock<Status>>;
+
+struct WatcherSlot {
+    tx: mpsc::Sender<Arc<CachedEvent>>,
+    after: Revision,
+    filter: Arc<ListQuery>,
+    closed: CloseReason,
+}
+
+#[derive(Default)]
+struct Inner {
+    ready: bool,
+    revision: Revision,
+    /// Every event with revision > `window_start` that the cache has seen is in `window`.
+    window_start: Revision,
+    objects: BTreeMap<String, Arc<CachedObject>>,
+    window: VecDeque<Arc<CachedEvent>>,
+    watchers: HashMap<u64, WatcherSlot>,
+}
+
+/// The cache of one kind.
+pub struct KindCache {
+    kind: Kind,
+    opts: CacheOptions,
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+    ready_tx: watch::Sender<bool>,
+}
+
+/// A registered client watch: initial events (snapshot or replay) then a live channel.
+pub struct Subscription {
+    pub initial: Vec<(WatchEventType, Arc<CachedObject>)>,
+    pub rx: mpsc::Receiver<Arc<CachedEvent>>,
+    /// Set when the cache closed the channel on purpose (slow watcher, re-list).
+    pub closed: CloseReason,
+    /// The revision the initial events bring the watcher up to.
+    pub revision: Revision,
+    pub filter: Arc<ListQuery>,
+    id: u64,
+    cache: Arc<KindCache>,
+}
+
+impl Subscription {
+    /// If every event up to the cache's revision has been received, that revision (for a
+    /// bookmark). Checked under the cache lock, so it cannot race with a push.
+    pub fn bookmark_revision(&self) -> Option<Revision> {
+        let inner = self.cache.lock();
+        self.rx.is_empty().then_some(inner.revision)
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.cache.kind
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.cache.lock().watchers.remove(&self.id);
+    }
+}
+
+/// Where a watch must be served from.
+pub enum Start {
+    /// From the cache.
+    Cached(Subscription),
+    /// The revision is older than the cache's window: serve it from the store.
+    TooOld,
+}
+
+impl KindCache {
+    fn new(kind: Kind, opts: CacheOptions) -> Arc<KindCache> {
+        let (ready_tx, _) = watch::channel(false);
+        Arc::new(KindCache {
+            kind,
+            opts,
+            inner: Mutex::new(Inner::default()),
+            next_id: AtomicU64::new(1),
+            ready_tx,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The number of client watches currently fed by this cache.
+    pub fn watcher_count(&self) -> usize {
+        self.lock().watchers.len()
+    }
+
+    /// Waits until the first list has been loaded.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready_tx.subscribe();
+        // The sender lives as long as the cache, so this only ends when ready.
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Registers a watcher. `after`: `None` — snapshot of current objects as ADDED, then live
+    /// events; `Some(n)` — every event after `n` (from the window), then live events.
+    pub async fn subscribe(self: &Arc<Self>, after: Option<Revision>, filter: ListQuery) -> Start {
+        self.wait_ready().await;
+        let filter = Arc::new(filter);
+        let (tx, rx) = mpsc::channel(self.opts.watcher_buffer.max(1));
+        let closed: CloseReason = Arc::new(OnceLock::new());
+        let mut inner = self.lock();
+        let (initial, start) = match after {
+            None => {
+                let initial = inner
+                    .objects
+                    .values()
+                    .filter(|o| filter.matches(&o.obj))
+                    .map(|o| (WatchEventType::Added, o.clone()))
+                    .collect();
+                (initial, inner.revision)
+            }
+            Some(n) if n < inner.window_start => return Start::TooOld,
+            Some(n) => {
+                let initial = inner
+                    .window
+                    .iter()
+                    .filter(|e| e.revision > n)
+                    .filter_map(|e| e.for_filter(&filter).map(|t| (t, e.object.clone())))
+                    .collect();
+                (initial, n.max(inner.revision))
+            }
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        inner.watchers.insert(
+            id,
+            WatcherSlot {
+                tx,
+                after: start,
+                filter: filter.clone(),
+                closed: closed.clone(),
+            },
+        );
+        drop(inner);
+        Start::Cached(Subscription {
+            initial,
+            rx,
+            closed,
+            revision: start,
+            filter,
+            id,
+            cache: self.clone(),
+        })
+    }
+
+    /// Replaces the state with a fresh list; every current watcher is ended with `reason`.
+    fn reset(
+        &self,
+        revision: Revision,
+        objects: BTreeMap<String, Arc<CachedObject>>,
+        reason: Option<Status>,
+    ) {
+        let mut inner = self.lock();
+        inner.revision = revision;
+        inner.window_start = revision;
+        inner.window.clear();
+        inner.objects = objects;
+        inner.ready = true;
+        if let Some(reason) = reason {
+            for (_, slot) in inner.watchers.drain() {
+                let _ = slot.closed.set(reason.clone());
+            }
+        }
+        drop(inner);
+        self.ready_tx.send_replace(true);
+    }
+
+    /// Applies one store event and pushes it to the watchers.
+    fn apply(&self, ev: Event) {
+        let prefix = self.kind.key_prefix();
+        let Some(name) = ev.key.strip_prefix(&prefix) else {
+            return;
+        };
+        let object = match decode_stored(self.kind, &ev.value, ev.revision) {
+            Ok(o) => CachedObject::new(o),
+            Err(e) => {
+                tracing::error!(key = %ev.key, error = %e, "watch cache: undecodable event skipped");
+                return;
+            }
+        };
+        let mut inner = self.lock();
+        let prev = match ev.kind {
+            EventType::Put => inner.objects.insert(name.to_string(), object.clone()),
+            EventType::Delete => inner.objects.remove(name),
+        };
+        inner.revision = inner.revision.max(ev.revision);
+        let event = Arc::new(CachedEvent {
+            revision: ev.revision,
+            kind: ev.kind,
+            object,
+            prev,
+        });
+        inner.window.push_back(event.clone());
+        while inner.window.len() > self.opts.window {
+            if let Some(old) = inner.window.pop_front() {
+                inner.window_start = old.revision;
+            }
+        }
+        let cap = self.opts.watcher_buffer;
+        inner.watchers.retain(|_, slot| {
+            if event.revision <= slot.after || event.for_filter(&slot.filter).is_none() {
+                return true;
+            }
+            match slot.tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let _ = slot.closed.set(Status::new(
+                        StatusReason::Timeout,
+                        format!(
+                            "watch cut off: the client fell more than {cap} events behind; \
+                             resume from the last resourceVersion received"
+                        ),
+                    ));
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    /// Keeps the cache in sync with the store, forever.
+    async fn run(self: Arc<Self>, store: Arc<dyn Store>) {
+        let prefix = self.kind.key_prefix();
+        let mut first = true;
+        loop {
+            // (Re)list.
+            let list = match store.list(&prefix, ListOptions::default()).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(kind = %self.kind, error = %e, "watch cache: list failed; retrying");
+                    tokio::time::sleep(self.opts.retry_delay).await;
+                    continue;
+                }
+            };
+            let mut objects = BTreeMap::new();
+            for kv in &list.items {
+                let Some(name) = kv.key.strip_prefix(&prefix) else {
+                    continue;
+                };
+                match decode_stored(self.kind, &kv.value, kv.mod_revision) {
+                    Ok(o) => {
+                        objects.insert(name.to_string(), CachedObject::new(o));
+                    }
+                    Err(e) => {
+                        tracing::error!(key = %kv.key, error = %e, "watch cache: undecodable object skipped")
+                    }
+                }
+            }
+            let reason = (!first).then(|| {
+                Status::new(
+                    StatusReason::Expired,
+                    "the watch cache had to re-list (history compacted); re-list and watch again",
+                )
+            });
+            first = false;
+            self.reset(list.revision, objects, reason);
+            // Watch, re-watching from the last revision seen after transient failures.
+            loop {
+                let from = self.lock().revision;
+                let mut stream = match store.watch(&prefix, from).await {
+                    Ok(s) => s,
+                    Err(StoreError::Compacted { .. }) => break,
+                    Err(e) => {
+                        tracing::warn!(kind = %self.kind, error = %e, "watch cache: watch failed; retrying");
+                        tokio::time::sleep(self.opts.retry_delay).await;
+                        continue;
+                    }
+                };
+                let compacted = loop {
+                    match stream.next().await {
+                        Some(Ok(ev)) => self.apply(ev),
+                        Some(Err(StoreError::Compacted { .. })) => break true,
+                        Some(Err(e)) => {
+                            tracing::warn!(kind = %self.kind, error = %e, "watch cache: watch broke; re-watching");
+                            tokio::time::sleep(self.opts.retry_delay).await;
+                            break false;
+                        }
+                        None => break false,
+                    }
+                };
+                if compacted {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The caches of every kind.
+#[derive(Clone)]
+pub struct WatchCache {
+    caches: Arc<HashMap<Kind, Arc<KindCache>>>,
+    tasks: Arc<Vec<tokio::task::AbortHandle>>,
+}
+
+impl WatchCache {
+    /// Starts one cache task per kind; they run until `stop` or the runtime's end.
+    pub fn start(store: Arc<dyn Store>, opts: CacheOptions) -> WatchCache {
+        let mut caches = HashMap::new();
+        let mut tasks = Vec::new();
+        for kind in Kind::ALL {
+            let cache = KindCache::new(kind, opts.clone());
+            tasks.push(tokio::spawn(cache.clone().run(store.clone())).abort_handle());
+            caches.insert(kind, cache);
+        }
+        WatchCache {
+            caches: Arc::new(caches),
+            tasks: Arc::new(tasks),
+        }
+    }
+
+    /// Stops the cache tasks (their store watches end with them).
+    pub fn stop(&self) {
+        for t in self.tasks.iter() {
+            t.abort();
+        }
+    }
+
+    pub fn kind(&self, kind: Kind) -> Arc<KindCache> {
+        // Every kind gets a cache in `start`.
+        self.caches[&kind].clone()
+    }
+
+    /// Open watches per kind (for the metrics gauge).
+    pub fn watcher_counts(&self) -> Vec<(Kind, usize)> {
+        Kind::ALL
+            .into_iter()
+            .map(|k| (k, self.caches[&k].watcher_count()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode_request, encode};
+    use crate::testing::MemStore;
+    use serde_json::json;
+
+    fn net(name: &str, label: &str) -> bytes::Bytes {
+        let obj = decode_request(
+            Kind::Network,
+            json!({"metadata": {"name": name, "labels": {"l": label}}}),
+            name,
+        )
+        .unwrap();
+        encode(&obj)
+    }
+
+    async fn setup(opts: CacheOptions) -> (Arc<MemStore>, WatchCache) {
+        let store = Arc::new(MemStore::new());
+        let cache = WatchCache::start(store.clone(), opts);
+        cache.kind(Kind::Network).wait_ready().await;
+        (store, cache)
+    }
+
+    fn sub(s: Start) -> Subscription {
+        match s {
+            Start::Cached(s) => s,
+            Start::TooOld => panic!("expected a cached subscription"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_watcher_is_cut_off_and_others_get_everything() {
+        let (store, cache) = setup(CacheOptions {
+            watcher_buffer: 4,
+            ..Default::default()
+        })
+        .await;
+        let c = cache.kind(Kind::Network);
+        let mut fast = sub(c.subscribe(Some(0), ListQuery::default()).await);
+        let mut slow = sub(c.subscribe(Some(0), ListQuery::default()).await);
+        // The fast watcher reads each event as it comes; the slow one reads nothing.
+        let mut revs = Vec::new();
+        for i in 0..20 {
+            let name = format!("n{i}");
+            store
+                .create(&Kind::Network.key(&name), net(&name, "a"))
+                .await
+                .unwrap();
+            revs.push(fast.rx.recv().await.unwrap().revision);
+        }
+        assert_eq!(revs, (1..=20).collect::<Vec<_>>());
+        // The slow watcher gets what fitted in its buffer, then the channel ends with a reason.
+        let mut got = 0;
+        while slow.rx.recv().await.is_some() {
+            got += 1;
+        }
+        assert_eq!(got, 4);
+        assert_eq!(
+            slow.closed.get().map(|s| s.reason),
+            Some(StatusReason::Timeout)
+        );
+    }
+
+    #[tokio::test]
+    async fn resume_from_window_or_too_old() {
+        let (store, cache) = setup(CacheOptions {
+            window: 3,
+            ..Default::default()
+        })
+        .await;
+        for i in 0..6 {
+            store
+                .create(
+                    &Kind::Network.key(&format!("n{i}")),
+                    net(&format!("n{i}"), "a"),
+                )
+                .await
+                .unwrap();
+        }
+        let c = cache.kind(Kind::Network);
+        // Wait until the cache has seen all six.
+        loop {
+            if c.lock().revision == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let s = sub(c.subscribe(Some(4), ListQuery::default()).await);
+        let revs: Vec<_> = s
+            .initial
+            .iter()
+            .map(|(_, o)| o.obj.meta().resource_version.clone())
+            .collect();
+        assert_eq!(revs, ["5", "6"]);
+        assert!(matches!(
+            c.subscribe(Some(1), ListQuery::default()).await,
+            Start::TooOld
+        ));
+        let snap = sub(c.subscribe(None, ListQuery::default()).await);
+        assert_eq!(snap.initial.len(), 6);
+        assert_eq!(snap.revision, 6);
+    }
+
+    #[tokio::test]
+    async fn selector_transitions_become_added_and_deleted() {
+        let (store, cache) = setup(CacheOptions::default()).await;
+        let c = cache.kind(Kind::Network);
+        let q = ListQuery {
+            labels: swarm_api::selector::LabelSelector::parse("l=a").unwrap(),
+            ..Default::default()
+        };
+        let mut s = sub(c.subscribe(Some(0), q).await);
+        let key = Kind::Network.key("n");
+        store.create(&key, net("n", "b")).await.unwrap(); // not matching: unseen
+        store.update(&key, net("n", "a"), None).await.unwrap(); // starts matching: ADDED
+        store.update(&key, net("n", "b"), None).await.unwrap(); // stops matching: DELETED
+        let e1 = s.rx.recv().await.unwrap();
+        assert_eq!(e1.for_filter(&s.filter), Some(WatchEventType::Added));
+        let e2 = s.rx.recv().await.unwrap();
+        assert_eq!(e2.for_filter(&s.filter), Some(WatchEventType::Deleted));
+        assert_eq!(e2.revision, 3);
+    }
+}

@@ -1,0 +1,186 @@
+//! Watches over HTTP: initial state, resume from a revision (memory window and store),
+//! 410 on compacted history, bookmarks, selectors, no events for no-op writes.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use swarm_apiserver::watch_cache::CacheOptions;
+
+#[tokio::test]
+async fn watch_without_version_starts_with_current_objects() {
+    let t = start().await;
+    t.post("/v1/networks", &network("a")).await;
+    t.post("/v1/networks", &network("b")).await;
+    let mut w = t.watch("/v1/networks?watch=true").await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let e = w.next_change().await.unwrap();
+        assert_eq!(e["type"], "ADDED");
+        seen.push(
+            e["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    seen.sort();
+    assert_eq!(seen, ["a", "b"]);
+    t.post("/v1/networks", &network("c")).await;
+    let e = w.next_change().await.unwrap();
+    assert_eq!(e["type"], "ADDED");
+    assert_eq!(e["object"]["metadata"]["name"], "c");
+    t.delete("/v1/networks/a").await;
+    let e = w.next_change().await.unwrap();
+    assert_eq!(e["type"], "DELETED");
+    assert_eq!(e["object"]["metadata"]["name"], "a");
+}
+
+#[tokio::test]
+async fn resume_from_a_revision_and_no_event_for_noop_writes() {
+    let t = start().await;
+    let a = t.post("/v1/services", &service("web", "nginx")).await.body;
+    let start_rv = rv(&a);
+    // Changes after start_rv: a no-op PUT (nothing), a label change, a new service.
+    t.put("/v1/services/web", &a).await;
+    let mut changed = a.clone();
+    changed["metadata"]["labels"] = json!({"x": "1"});
+    let changed = t.put("/v1/services/web", &changed).await.body;
+    t.post("/v1/services", &service("db", "postgres")).await;
+
+    let mut w = t
+        .watch(&format!(
+            "/v1/services?watch=true&resourceVersion={start_rv}"
+        ))
+        .await;
+    let e1 = w.next_change().await.unwrap();
+    assert_eq!(e1["type"], "MODIFIED");
+    assert_eq!(rv(&e1["object"]), rv(&changed));
+    let e2 = w.next_change().await.unwrap();
+    assert_eq!(e2["type"], "ADDED");
+    assert_eq!(e2["object"]["metadata"]["name"], "db");
+}
+
+#[tokio::test]
+async fn resume_from_older_than_the_memory_window_uses_the_store() {
+    let mut opts = options();
+    opts.cache = CacheOptions {
+        window: 2,
+        ..opts.cache
+    };
+    let t = start_with(opts).await;
+    let first = t.post("/v1/networks", &network("n0")).await.body;
+    for i in 1..6 {
+        t.post("/v1/networks", &network(&format!("n{i}"))).await;
+    }
+    let mut w = t
+        .watch(&format!(
+            "/v1/networks?watch=true&resourceVersion={}",
+            rv(&first)
+        ))
+        .await;
+    for i in 1..6 {
+        let e = w.next_change().await.unwrap();
+        assert_eq!(e["type"], "ADDED");
+        assert_eq!(e["object"]["metadata"]["name"], format!("n{i}"));
+    }
+    // And live events keep coming on that watch.
+    t.post("/v1/networks", &network("n6")).await;
+    let e = w.next_change().await.unwrap();
+    assert_eq!(e["object"]["metadata"]["name"], "n6");
+}
+
+#[tokio::test]
+async fn compacted_revision_is_410_with_a_status() {
+    let t = start().await;
+    let first = t.post("/v1/networks", &network("n0")).await.body;
+    t.post("/v1/networks", &network("n1")).await;
+    t.post("/v1/networks", &network("n2")).await;
+    t.store.compact(t.revision().await).await.unwrap();
+    let r = t
+        .get(&format!(
+            "/v1/networks?watch=true&resourceVersion={}",
+            rv(&first)
+        ))
+        .await;
+    assert_eq!(r.code, 410);
+    assert_eq!(r.body["kind"], "Status");
+    assert_eq!(r.body["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn bookmarks_carry_only_the_revision() {
+    let t = start().await;
+    let a = t.post("/v1/networks", &network("n0")).await.body;
+    let mut w = t
+        .watch(&format!(
+            "/v1/networks?watch=true&resourceVersion={}&allowWatchBookmarks=true",
+            rv(&a)
+        ))
+        .await;
+    let e = w.next().await.unwrap();
+    assert_eq!(e["type"], "BOOKMARK");
+    assert_eq!(e["object"]["kind"], "Network");
+    assert_eq!(e["object"]["apiVersion"], "swarm/v1");
+    let obj = e["object"].as_object().unwrap();
+    assert_eq!(obj.len(), 3, "{e}");
+    let bm: i64 = e["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bm >= rv(&a).parse::<i64>().unwrap());
+}
+
+#[tokio::test]
+async fn selector_watches_see_objects_enter_and_leave() {
+    let t = start().await;
+    let mut w = t
+        .watch("/v1/networks?watch=true&labelSelector=env%3Dprod")
+        .await;
+    let created = t.post("/v1/networks", &network("n")).await.body; // not matching
+    let mut prod = created.clone();
+    prod["metadata"]["labels"] = json!({"env": "prod"});
+    let prod = t.put("/v1/networks/n", &prod).await.body;
+    let mut dev = prod.clone();
+    dev["metadata"]["labels"] = json!({"env": "dev"});
+    t.put("/v1/networks/n", &dev).await;
+    let e = w.next_change().await.unwrap();
+    assert_eq!(e["type"], "ADDED");
+    assert_eq!(rv(&e["object"]), rv(&prod));
+    let e = w.next_change().await.unwrap();
+    assert_eq!(e["type"], "DELETED");
+    assert_eq!(e["object"]["metadata"]["labels"]["env"], "dev");
+}
+
+#[tokio::test]
+async fn field_selector_watch_on_tasks() {
+    let t = start().await;
+    let mut w = t
+        .watch("/v1/tasks?watch=true&fieldSelector=spec.nodeName%3Dn2")
+        .await;
+    let mut a = task("web.1.1", "web");
+    a["spec"]["nodeName"] = json!("n1");
+    t.post("/v1/tasks", &a).await;
+    let mut b = task("web.2.1", "web");
+    b["spec"]["nodeName"] = json!("n2");
+    t.post("/v1/tasks", &b).await;
+    let e = w.next_change().await.unwrap();
+    assert_eq!(e["object"]["metadata"]["name"], "web.2.1");
+}
+
+#[tokio::test]
+async fn bad_watch_parameters_are_400() {
+    let t = start().await;
+    assert_eq!(
+        t.get("/v1/tasks?watch=true&resourceVersion=x").await.code,
+        400
+    );
+    assert_eq!(t.get("/v1/tasks?watch=maybe").await.code, 400);
+    assert_eq!(
+        t.get("/v1/tasks?watch=true&fieldSelector=spec.nope%3D1")
+            .await
+            .code,
+        400
+    );
+}

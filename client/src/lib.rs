@@ -1,0 +1,20 @@
+//! swarm's client side: a typed HTTP client for the apiserver, watch streams, and the
+//! controller runtime (watch → cache → queue → reconcile) that every controller shares.
+
+pub mod apply;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod list;
+pub mod params;
+pub mod transaction;
+pub mod watch;
+
+pub use apply::{ApplyAction, ApplyResponse, ApplyResult};
+pub use client::Client;
+pub use config::{ClientConfig, Context};
+pub use error::ClientError;
+pub use list::ObjectList;
+pub use params::ListParams;
+pub use transaction::{Operation, TransactionResponse};
+pub use watch::{Bookmark, EventType, WatchEvent, WatchStream};
