@@ -169,28 +169,57 @@ fn decode_section<'n, T: serde::de::DeserializeOwned + Default>(
     section
 }
 
-/// Serde stops at an entry's first error; decoding each key of the entry on its own finds
-/// the others too (keys are independent in every top-level entry type).
+/// Serde stops at an entry's first error. Decoding, one at a time, copies of the entry cut
+/// down to a single path through its nested mappings finds the others too: a copy holds one
+/// key at each level (`deploy: {update_config: {parallelism: x}}`), so each bad leaf fails on
+/// its own. Fields are optional in every entry type, so a cut-down copy fails only where the
+/// file is wrong; "missing field" errors from the cutting itself are dropped.
 fn every_error<T: serde::de::DeserializeOwned>(
     node: &Node,
     path: &str,
     first: Issue,
 ) -> Vec<Issue> {
     let mut found = vec![first];
-    if let Value::Map(entries) = &node.value {
-        for entry in entries {
-            let single = Node {
-                pos: node.pos,
-                value: Value::Map(vec![entry.clone()]),
-            };
-            if let Err(e) = from_node::<T>(&single, path)
-                && !found.contains(&e)
-            {
-                found.push(e);
-            }
+    let mut copies = Vec::new();
+    let mut budget = MAX_SINGLE_PATHS;
+    single_paths(node, &mut copies, &mut budget);
+    for copy in &copies {
+        if let Err(e) = from_node::<T>(copy, path)
+            && !e.message.starts_with("missing field")
+            && !found.contains(&e)
+        {
+            found.push(e);
         }
     }
     found
+}
+
+/// Bounds the work `every_error` does on a huge broken entry.
+const MAX_SINGLE_PATHS: usize = 2000;
+
+/// Pushes onto `out` one copy of `node` per path from its root to a leaf through mappings
+/// (sequences and scalars are kept whole), each copy keeping a single key per level.
+fn single_paths(node: &Node, out: &mut Vec<Node>, budget: &mut usize) {
+    let Value::Map(entries) = &node.value else {
+        return;
+    };
+    for (key, value) in entries {
+        let mut inner = Vec::new();
+        match &value.value {
+            Value::Map(m) if m.len() > 1 => single_paths(value, &mut inner, budget),
+            _ => inner.push(value.clone()),
+        }
+        for v in inner {
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
+            out.push(Node {
+                pos: node.pos,
+                value: Value::Map(vec![(key.clone(), v)]),
+            });
+        }
+    }
 }
 
 /// Converts the merged document.

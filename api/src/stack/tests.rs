@@ -99,6 +99,23 @@ fn every_error_is_reported_not_only_the_first() {
 }
 
 #[test]
+fn every_error_under_one_key_is_reported() {
+    let e = errors(
+        "services:\n  a:\n    image: x\n    deploy:\n      replicas: three\n      update_config:\n        parallelism: many\n        delay: soon\n      restart_policy: {max_attempts: lots}\n",
+    );
+    let all = e.join("\n");
+    for path in [
+        "5:17: services.a.deploy.replicas",
+        "7:22: services.a.deploy.update_config.parallelism",
+        "8:16: services.a.deploy.update_config.delay",
+        "services.a.deploy.restart_policy.max_attempts",
+    ] {
+        assert!(all.contains(path), "{path} missing from:\n{all}");
+    }
+    assert_eq!(e.len(), 4, "{all}");
+}
+
+#[test]
 fn interpolation_applies_to_values_not_keys() {
     let s = load(
         "services:\n  web:\n    image: nginx:${TAG}\n    environment:\n      $TAG: $$HOME\n    deploy:\n      replicas: ${REPLICAS}\n      labels: {x: '${UNSET:-dflt}'}\n",
