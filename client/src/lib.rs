@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod list;
 pub mod params;
+pub mod runtime;
 pub mod transaction;
 pub mod watch;
 

@@ -1,0 +1,378 @@
+//! `controller`: watch → cache → queue → reconcile, the loop every swarm controller runs.
+//!
+//! ```text
+//!  watcher(K) ──► reflector(Store<K>) ──► key = name ─────────────┐
+//!  watcher(C) ──► reflector(Store<C>) ──► mapper(&C) → [keys] ────┤
+//!                                                                 ▼
+//!                                     WorkQueue (dedupe, delay, one worker per key)
+//!                                                                 ▼
+//!                            reconcile(key, ctx) -> Result<Action, E>  (N workers)
+//! ```
+//!
+//! A `Controller<K>` watches its primary kind `K` (each change enqueues the object's name)
+//! and any number of secondary kinds, each with a mapper from a secondary object to the
+//! primary keys it affects (a Task → its Service). `reconcile` gets only the key: it reads
+//! the current state from the stores, never the event that woke it, so it must be idempotent
+//! and level-triggered — it also runs for keys whose object was deleted (the store then has no
+//! object), which is how clean-up happens.
+//!
+//! Reconciling waits until every store has completed its first list. After a secondary
+//! kind is relisted every primary key is enqueued, because objects deleted while the watch
+//! was down produce no event. An error retries the key with per-key exponential backoff;
+//! `Action::requeue` asks for a later run, e.g. when a restart delay is still running.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use swarm_api::Resource;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::BackoffConfig;
+use super::metrics::Metrics;
+use super::queue::{Outcome, WorkQueue};
+use super::reflector::{Store, Writer, reflector};
+use super::watcher::{self, Event, watcher};
+use crate::Client;
+
+/// What a reconcile asks for next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Action {
+    requeue_after: Option<Duration>,
+}
+
+impl Action {
+    /// Run again after `d` even if nothing changes (timers: restart delays, heartbeats).
+    pub fn requeue(d: Duration) -> Self {
+        Action {
+            requeue_after: Some(d),
+        }
+    }
+
+    /// Run again only when a watched object changes.
+    pub fn await_change() -> Self {
+        Action {
+            requeue_after: None,
+        }
+    }
+
+    pub fn requeue_after(&self) -> Option<Duration> {
+        self.requeue_after
+    }
+
+    /// The earlier of two requests (`await_change` is "never").
+    pub fn min(self, other: Action) -> Action {
+        match (self.requeue_after, other.requeue_after) {
+            (Some(a), Some(b)) => Action::requeue(a.min(b)),
+            (a, b) => Action {
+                requeue_after: a.or(b),
+            },
+        }
+    }
+}
+
+/// How the controller runs its workers.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Reconciles running at once (never two for one key).
+    pub concurrency: usize,
+    /// Per-key backoff after reconcile errors.
+    pub backoff: BackoffConfig,
+    /// Enqueue every primary key this often (a safety net; `None` = never).
+    pub resync: Option<Duration>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            concurrency: 4,
+            backoff: BackoffConfig::RECONCILE,
+            resync: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Adds keys to a controller's queue from outside (tests, periodic triggers).
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    queue: WorkQueue<String>,
+}
+
+impl Trigger {
+    pub fn enqueue(&self, key: impl Into<String>) {
+        self.queue.add(key.into());
+    }
+
+    pub fn enqueue_after(&self, key: impl Into<String>, delay: Duration) {
+        self.queue.add_after(key.into(), delay);
+    }
+}
+
+/// A controller of primary kind `K`; see the module documentation.
+pub struct Controller<K: Resource> {
+    name: String,
+    client: Client,
+    queue: WorkQueue<String>,
+    store: Store<K>,
+    /// Resolve once each store has its first list.
+    ready: Vec<BoxFuture<'static, bool>>,
+    /// The loops that feed stores and the queue, started by `run`.
+    drivers: Vec<BoxFuture<'static, ()>>,
+    metrics: Metrics,
+    config: ControllerConfig,
+}
+
+impl<K: Resource> Controller<K> {
+    /// A controller named `name` (for logs and metrics) watching `K` as `watch` says.
+    pub fn new(name: impl Into<String>, client: Client, watch: watcher::Config) -> Self {
+        Self::with_config(name, client, watch, ControllerConfig::default())
+    }
+
+    pub fn with_config(
+        name: impl Into<String>,
+        client: Client,
+        watch: watcher::Config,
+        config: ControllerConfig,
+    ) -> Self {
+        let queue = WorkQueue::new(config.backoff);
+        let metrics = Metrics::new();
+        let writer = Writer::<K>::new();
+        let store = writer.store();
+        let mut c = Controller {
+            name: name.into(),
+            client: client.clone(),
+            queue: queue.clone(),
+            store: store.clone(),
+            ready: Vec::new(),
+            drivers: Vec::new(),
+            metrics: metrics.clone(),
+            config,
+        };
+        c.ready.push(ready_future(&store));
+        let stream = reflector(writer, watcher::<K>(client, watch));
+        c.drivers.push(
+            drive(stream, metrics, move |ev| match ev {
+                Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => {
+                    queue.add(o.name().to_string())
+                }
+                Event::Init | Event::InitDone => {}
+            })
+            .boxed(),
+        );
+        c
+    }
+
+    /// The cache of the primary kind.
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    pub fn trigger(&self) -> Trigger {
+        Trigger {
+            queue: self.queue.clone(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Also watches `C`; each change of a `C` enqueues the keys `mapper` returns. Returns the
+    /// cache of `C` for the reconciler to read.
+    pub fn watches<C: Resource>(
+        &mut self,
+        watch: watcher::Config,
+        mapper: impl Fn(&C) -> Vec<String> + Send + Sync + 'static,
+    ) -> Store<C> {
+        let writer = Writer::<C>::new();
+        let store = writer.store();
+        self.ready.push(ready_future(&store));
+        let queue = self.queue.clone();
+        let primaries = self.store.clone();
+        let stream = reflector(writer, watcher::<C>(self.client.clone(), watch));
+        self.drivers.push(
+            drive(stream, self.metrics.clone(), move |ev| match ev {
+                Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => {
+                    for key in mapper(o) {
+                        queue.add(key);
+                    }
+                }
+                Event::Init => {}
+                // Deletions missed while the watch was down leave no event: look at all.
+                Event::InitDone => {
+                    for key in primaries.keys() {
+                        queue.add(key);
+                    }
+                }
+            })
+            .boxed(),
+        );
+        store
+    }
+
+    /// Also watches `C`, mapping each object to the `K` named in its owner references.
+    pub fn owns<C: Resource>(&mut self, watch: watcher::Config) -> Store<C> {
+        self.watches(watch, |c: &C| {
+            c.meta()
+                .owner_references
+                .iter()
+                .filter(|o| o.kind == K::KIND.name())
+                .map(|o| o.name.clone())
+                .collect()
+        })
+    }
+
+    /// Also watches `C` only to read it from a cache; its changes trigger nothing.
+    pub fn caches<C: Resource>(&mut self, watch: watcher::Config) -> Store<C> {
+        self.watches(watch, |_: &C| Vec::new())
+    }
+
+    /// Runs until `shutdown` is cancelled: feeds the caches, waits for their first lists,
+    /// then reconciles keys with `concurrency` workers. A reconcile in progress at shutdown
+    /// is allowed to finish.
+    pub async fn run<Ctx, E, F, Fut>(self, reconcile: F, ctx: Arc<Ctx>, shutdown: CancellationToken)
+    where
+        Ctx: Send + Sync + 'static,
+        E: std::fmt::Display + Send + 'static,
+        F: Fn(String, Arc<Ctx>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    {
+        let Controller {
+            name,
+            queue,
+            store,
+            ready,
+            drivers,
+            metrics,
+            config,
+            ..
+        } = self;
+        // Dropping the JoinSet aborts the drivers.
+        let mut feeding = JoinSet::new();
+        for d in drivers {
+            feeding.spawn(d);
+        }
+        let all_ready = futures::future::join_all(ready);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = all_ready => {}
+        }
+        tracing::info!(controller = %name, "caches ready, reconciling");
+        if let Some(every) = config.resync {
+            let (queue, store, stop) = (queue.clone(), store.clone(), shutdown.clone());
+            feeding.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => store.keys().into_iter().for_each(|k| queue.add(k)),
+                    }
+                }
+            });
+        }
+        let reconcile = Arc::new(reconcile);
+        let mut workers = JoinSet::new();
+        for _ in 0..config.concurrency.max(1) {
+            let (queue, metrics, ctx, reconcile, name, stop) = (
+                queue.clone(),
+                metrics.clone(),
+                ctx.clone(),
+                reconcile.clone(),
+                name.clone(),
+                shutdown.clone(),
+            );
+            workers.spawn(async move {
+                loop {
+                    let key = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        k = queue.next() => match k { Some(k) => k, None => return },
+                    };
+                    metrics.set_queue_depth(queue.len());
+                    let started = Instant::now();
+                    let fut = std::panic::AssertUnwindSafe(reconcile(key.clone(), ctx.clone()));
+                    let result = fut.catch_unwind().await;
+                    let outcome = match result {
+                        Ok(Ok(action)) => {
+                            metrics.reconciled(started.elapsed(), true);
+                            match action.requeue_after() {
+                                Some(d) => {
+                                    metrics.requeued();
+                                    Outcome::Requeue(d)
+                                }
+                                None => Outcome::Forget,
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            metrics.reconciled(started.elapsed(), false);
+                            tracing::warn!(controller = %name, key = %key, error = %e, "reconcile failed");
+                            Outcome::Retry
+                        }
+                        Err(_) => {
+                            metrics.reconciled(started.elapsed(), false);
+                            tracing::error!(controller = %name, key = %key, "reconcile panicked");
+                            Outcome::Retry
+                        }
+                    };
+                    queue.done(&key, outcome);
+                    metrics.set_queue_depth(queue.len());
+                }
+            });
+        }
+        shutdown.cancelled().await;
+        queue.shut_down();
+        while workers.join_next().await.is_some() {}
+        feeding.abort_all();
+        tracing::info!(controller = %name, "stopped");
+    }
+}
+
+fn ready_future<C: Resource>(store: &Store<C>) -> BoxFuture<'static, bool> {
+    let s = store.clone();
+    async move { s.wait_until_ready().await }.boxed()
+}
+
+/// Consumes a reflected watcher stream, counting events and errors, calling `on_event`.
+async fn drive<C, S>(stream: S, metrics: Metrics, on_event: impl Fn(&Event<C>) + Send)
+where
+    C: Resource,
+    S: futures::Stream<Item = Result<Event<C>, watcher::WatchError>> + Send,
+{
+    futures::pin_mut!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(ev) => {
+                metrics.watch_event();
+                on_event(&ev);
+            }
+            Err(_) => metrics.watch_error(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_combine_to_the_earliest() {
+        let a = Action::requeue(Duration::from_secs(5));
+        let b = Action::requeue(Duration::from_secs(2));
+        assert_eq!(a.min(b).requeue_after(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            Action::await_change().min(a).requeue_after(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            Action::await_change().min(Action::await_change()),
+            Action::await_change()
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! `watcher`: an endless stream of changes to one kind, built as an explicit state machine
+//! over the apiserver's list and watch calls (kube-runtime's `watcher`, re-done for swarm).
+//!
+//! ```text
+//!   Empty ──Init──► InitListing ──(pages: InitApply…)──► InitListed ──watch(rv)──► Watching
+//!     ▲                                                      ▲                      │
+//!     └────────── 410 Gone / ERROR Expired (relist) ─────────┼──────────────────────┤
+//!                                                            └─ stream ended, transport
+//!                                                               error (resume from rv) ┘
+//! ```
+//!
+//! * **List, then watch from the list's `resourceVersion`**: the list is a consistent
+//!   snapshot (all pages are read at the first page's revision), and the watch delivers
+//!   exactly the changes after it, so nothing is missed or seen twice.
+//! * **Resume**: every event and every `BOOKMARK` advances the version the watcher would
+//!   resume from; a broken stream (server timeout, connection reset) re-watches from there.
+//! * **Relist** when that version is gone (410, or an `ERROR` event with `Expired`/`Gone`):
+//!   the emitted `Init … InitApply … InitDone` bracket lets a cache swap its whole content
+//!   atomically, which also forgets objects deleted while we were away.
+//! * **Backoff**: after an error the next request waits an exponentially growing, jittered
+//!   delay (`BackoffConfig::WATCH`); any successful event resets it.
+//!
+//! Errors are yielded as items so the caller can log them; the stream itself never ends.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryFutureExt};
+use swarm_api::{Resource, Status};
+
+use super::backoff::{Backoff, BackoffConfig};
+use crate::watch::{WatchEvent, WatchStream};
+use crate::{Client, ClientError, ListParams};
+
+/// What the watcher saw.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event<K> {
+    /// An object was created or changed.
+    Apply(K),
+    /// An object was deleted (its last state).
+    Delete(K),
+    /// A (re)list starts: the objects until `InitDone` are the complete current state.
+    Init,
+    /// One object of the (re)list.
+    InitApply(K),
+    /// The (re)list is complete; live changes follow.
+    InitDone,
+}
+
+/// How to list and watch.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Label and field selectors (`limit`/`continue` are managed by the watcher).
+    pub params: ListParams,
+    /// Objects per list page.
+    pub page_size: u32,
+    /// The server ends each watch after this long; the watcher resumes transparently.
+    pub timeout_seconds: u32,
+    pub backoff: BackoffConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            params: ListParams::default(),
+            page_size: 500,
+            timeout_seconds: 290,
+            backoff: BackoffConfig::WATCH,
+        }
+    }
+}
+
+impl Config {
+    pub fn labels(mut self, selector: impl Into<String>) -> Self {
+        self.params = self.params.labels(selector);
+        self
+    }
+
+    pub fn fields(mut self, selector: impl Into<String>) -> Self {
+        self.params = self.params.fields(selector);
+        self
+    }
+
+    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.backoff = backoff;
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("listing failed: {0}")]
+    List(#[source] ClientError),
+    #[error("starting the watch failed: {0}")]
+    WatchStart(#[source] ClientError),
+    #[error("the watch stream failed: {0}")]
+    Stream(#[source] ClientError),
+    #[error("the apiserver ended the watch with an error: {}", .0.message)]
+    ErrorEvent(Box<Status>),
+}
+
+impl WatchError {
+    /// The watcher will relist (its resume version was compacted away).
+    pub fn is_gone(&self) -> bool {
+        match self {
+            WatchError::List(e) | WatchError::WatchStart(e) | WatchError::Stream(e) => e.is_gone(),
+            WatchError::ErrorEvent(s) => is_gone_status(s),
+        }
+    }
+}
+
+fn is_gone_status(s: &Status) -> bool {
+    s.code == 410
+        || matches!(
+            s.reason,
+            swarm_api::StatusReason::Expired | swarm_api::StatusReason::Gone
+        )
+}
+
+/// The states of the machine; see the module documentation.
+enum State<K> {
+    Empty,
+    InitListing {
+        continue_token: Option<String>,
+        /// The first page's version: the version of the whole snapshot.
+        resource_version: Option<String>,
+        buffer: VecDeque<K>,
+        last_page: bool,
+    },
+    InitListed {
+        resource_version: String,
+    },
+    Watching {
+        resource_version: String,
+        stream: WatchStream<K>,
+        /// Whether this connection delivered anything (a connection that ends at once,
+        /// repeatedly, is backed off like an error).
+        productive: bool,
+    },
+}
+
+/// The machine plus what it needs to step.
+struct Machine<K> {
+    client: Client,
+    config: Config,
+    state: State<K>,
+    backoff: Backoff,
+    /// Wait this long before the next request (set after a failure).
+    delay: Option<Duration>,
+}
+
+/// Watches every object of `K` matching `config`'s selectors; see the module docs.
+pub fn watcher<K: Resource>(
+    client: Client,
+    config: Config,
+) -> BoxStream<'static, Result<Event<K>, WatchError>> {
+    let machine = Machine {
+        backoff: Backoff::new(config.backoff),
+        client,
+        config,
+        state: State::Empty,
+        delay: None,
+    };
+    futures::stream::unfold(machine, |mut m| async move {
+        let item = m.step().await;
+        Some((item, m))
+    })
+    .boxed()
+}
+
+impl<K: Resource> Machine<K> {
+    /// Advances until there is something to yield.
+    async fn step(&mut self) -> Result<Event<K>, WatchError> {
+        loop {
+            if let Some(d) = self.delay.take() {
+                tokio::time::sleep(d).await;
+            }
+            match self.step_once().await {
+                Step::Yield(event) => {
+                    self.backoff.reset();
+                    return Ok(event);
+                }
+                Step::Fail(e) => {
+                    self.delay = Some(self.backoff.next_delay());
+                    tracing::warn!(kind = %K::KIND.name(), error = %e, "watcher error, retrying");
+                    return Err(e);
+                }
+                Step::Quiet => {}
+                Step::Idle => self.delay = Some(self.backoff.next_delay()),
+            }
+        }
+    }
+
+    async fn step_once(&mut self) -> Step<K> {
+        let state = std::mem::replace(&mut self.state, State::Empty);
+        let (next, step) = match state {
+            State::Empty => (
+                State::InitListing {
+                    continue_token: None,
+                    resource_version: None,
+                    buffer: VecDeque::new(),
+                    last_page: false,
+                },
+                Step::Yield(Event::Init),
+            ),
+            State::InitListing {
+                continue_token,
+                resource_version,
+                mut buffer,
+                last_page,
+            } => {
+                if let Some(obj) = buffer.pop_front() {
+                    let next = State::InitListing {
+                        continue_token,
+                        resource_version,
+                        buffer,
+                        last_page,
+                    };
+                    (next, Step::Yield(Event::InitApply(obj)))
+                } else if let (true, Some(rv)) = (last_page, resource_version.clone()) {
+                    (
+                        State::InitListed {
+                            resource_version: rv,
+                        },
+                        Step::Yield(Event::InitDone),
+                    )
+                } else {
+                    self.list_page(continue_token, resource_version).await
+                }
+            }
+            State::InitListed { resource_version } => {
+                let mut params = self.config.params.clone().bookmarks(true);
+                params.timeout_seconds = Some(self.config.timeout_seconds);
+                match self
+                    .client
+                    .watch::<K>(&params, Some(&resource_version))
+                    .map_err(WatchError::WatchStart)
+                    .await
+                {
+                    Ok(stream) => (
+                        State::Watching {
+                            resource_version,
+                            stream,
+                            productive: false,
+                        },
+                        Step::Quiet,
+                    ),
+                    Err(e) if e.is_gone() => (State::Empty, Step::Fail(e)),
+                    Err(e) => (State::InitListed { resource_version }, Step::Fail(e)),
+                }
+            }
+            State::Watching {
+                mut resource_version,
+                mut stream,
+                productive,
+            } => match stream.next().await {
+                Some(Ok(event)) => {
+                    if let Some(rv) = event.resource_version() {
+                        resource_version = rv.to_string();
+                    }
+                    let step = match event {
+                        WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                            Step::Yield(Event::Apply(o))
+                        }
+                        WatchEvent::Deleted(o) => Step::Yield(Event::Delete(o)),
+                        WatchEvent::Bookmark(_) => Step::Quiet,
+                        WatchEvent::Error(status) => {
+                            let gone = is_gone_status(&status);
+                            let e = WatchError::ErrorEvent(status);
+                            return self.set(
+                                if gone {
+                                    State::Empty
+                                } else {
+                                    State::InitListed { resource_version }
+                                },
+                                Step::Fail(e),
+                            );
+                        }
+                    };
+                    (
+                        State::Watching {
+                            resource_version,
+                            stream,
+                            productive: true,
+                        },
+                        step,
+                    )
+                }
+                // A line we cannot decode: report it, keep the stream.
+                Some(Err(e @ ClientError::Decode { .. })) => (
+                    State::Watching {
+                        resource_version,
+                        stream,
+                        productive,
+                    },
+                    Step::Fail(WatchError::Stream(e)),
+                ),
+                Some(Err(e)) => (
+                    State::InitListed { resource_version },
+                    Step::Fail(WatchError::Stream(e)),
+                ),
+                // The server ended the watch (timeout, shutdown): resume from where we are.
+                None => (
+                    State::InitListed { resource_version },
+                    if productive { Step::Quiet } else { Step::Idle },
+                ),
+            },
+        };
+        self.set(next, step)
+    }
+
+    fn set(&mut self, state: State<K>, step: Step<K>) -> Step<K> {
+        self.state = state;
+        step
+    }
+
+    // `&mut self`, not `&self`: the machine holds a stream that is `Send` but not `Sync`.
+    async fn list_page(
+        &mut self,
+        continue_token: Option<String>,
+        resource_version: Option<String>,
+    ) -> (State<K>, Step<K>) {
+        let mut params = self.config.params.clone().limit(self.config.page_size);
+        params.continue_token = continue_token.clone();
+        match self.client.list::<K>(&params).await {
+            Ok(page) => {
+                let rv = resource_version.unwrap_or(page.resource_version);
+                (
+                    State::InitListing {
+                        last_page: page.continue_token.is_none(),
+                        continue_token: page.continue_token,
+                        resource_version: Some(rv),
+                        buffer: page.items.into(),
+                    },
+                    Step::Quiet,
+                )
+            }
+            // The continue token outlived the snapshot: start the list over.
+            Err(e) if e.is_gone() => (State::Empty, Step::Fail(WatchError::List(e))),
+            Err(e) => (
+                State::InitListing {
+                    continue_token,
+                    resource_version,
+                    buffer: VecDeque::new(),
+                    last_page: false,
+                },
+                Step::Fail(WatchError::List(e)),
+            ),
+        }
+    }
+}
+
+/// The outcome of one transition.
+enum Step<K> {
+    /// Emit this event.
+    Yield(Event<K>),
+    /// Emit this error, then back off.
+    Fail(WatchError),
+    /// Nothing to emit; step again at once.
+    Quiet,
+    /// Nothing to emit, but the last connection was useless: back off before stepping.
+    Idle,
+}
