@@ -29,6 +29,7 @@ use crate::errors::ApiError;
 use crate::handlers::{self, AppState};
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::registry::Registry;
+use crate::store::encrypted::{EncryptedStore, KeyFileError, SealingKey};
 use crate::store::{Store, StoreError};
 use crate::watch_cache::{CacheOptions, WatchCache};
 
@@ -91,6 +92,8 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    SecretsKey(#[from] KeyFileError),
 }
 
 /// One documented route (the OpenAPI document is generated from this table). `{plural}`
@@ -235,20 +238,26 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Opens the store the options name.
+/// The file under the data directory holding the key that encrypts secrets at rest.
+/// Apiservers that share one etcd must each have a copy of the same file.
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
+
+/// Opens the store the options name, with secrets encrypted at rest by the key in
+/// `DATA_DIR/secrets.key` (created on first start).
 pub async fn open_store(opts: &ServerOptions) -> Result<Arc<dyn Store>, ServerError> {
-    match &opts.store {
+    std::fs::create_dir_all(&opts.data_dir).map_err(|source| ServerError::DataDir {
+        path: opts.data_dir.clone(),
+        source,
+    })?;
+    let backend: Arc<dyn Store> = match &opts.store {
         StoreConfig::Embedded => {
-            std::fs::create_dir_all(&opts.data_dir).map_err(|source| ServerError::DataDir {
-                path: opts.data_dir.clone(),
-                source,
-            })?;
             let path = opts.data_dir.join("store.db");
-            let store = crate::store::embedded::EmbeddedStore::open(&path)?;
-            Ok(Arc::new(store))
+            Arc::new(crate::store::embedded::EmbeddedStore::open(&path)?)
         }
-        StoreConfig::Etcd { endpoints } => open_etcd(endpoints).await,
-    }
+        StoreConfig::Etcd { endpoints } => open_etcd(endpoints).await?,
+    };
+    let key = SealingKey::load_or_create(&opts.data_dir.join(SECRETS_KEY_FILE))?;
+    Ok(Arc::new(EncryptedStore::new(backend, key)))
 }
 
 #[cfg(feature = "store-etcd")]
@@ -415,8 +424,10 @@ mod etcd_tests {
     use futures::StreamExt;
     use serde_json::{Value, json};
 
-    async fn apiserver(etcd: &EtcdServer) -> RunningServer {
+    /// An apiserver over `etcd`; all share `data_dir`, so they share the secrets key.
+    async fn apiserver(etcd: &EtcdServer, data_dir: &std::path::Path) -> RunningServer {
         let opts = ServerOptions {
+            data_dir: data_dir.to_path_buf(),
             listen: "127.0.0.1:0".parse().unwrap(),
             store: StoreConfig::Etcd {
                 endpoints: vec![etcd.endpoint()],
@@ -453,8 +464,9 @@ mod etcd_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_apiservers_over_one_etcd_share_objects_and_watches() {
         let etcd = EtcdServer::start().await;
-        let a = apiserver(&etcd).await;
-        let b = apiserver(&etcd).await;
+        let dir = tempfile::tempdir().unwrap();
+        let a = apiserver(&etcd, dir.path()).await;
+        let b = apiserver(&etcd, dir.path()).await;
         let http = reqwest::Client::new();
 
         // A watch on B, opened before the write on A.
@@ -536,6 +548,35 @@ mod etcd_tests {
             .await
             .unwrap();
         assert_eq!(list["items"][0]["metadata"]["name"], "s_net");
+
+        // A secret written through A reads back through B (same key file), while etcd
+        // itself holds only ciphertext.
+        let data = "c2VjcmV0LW9mLXRoZS1ldGNkLXRlc3Q="; // base64("secret-of-the-etcd-test")
+        let r = http
+            .post(format!("{}/v1/secrets", a.url()))
+            .json(&json!({"kind": "Secret", "metadata": {"name": "pw"}, "spec": {"data": data}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let got: Value = http
+            .get(format!("{}/v1/secrets/pw", b.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(got["spec"]["data"], data);
+        let raw = crate::store::etcd::EtcdStore::connect(&[etcd.endpoint()])
+            .await
+            .unwrap()
+            .get("/registry/secrets/pw")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(raw.value.starts_with(b"swarm:enc:aes256gcm:v1:"));
+        assert!(!String::from_utf8_lossy(&raw.value).contains(data));
 
         a.shutdown().await.unwrap();
         b.shutdown().await.unwrap();

@@ -31,6 +31,7 @@ use futures::Stream;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod embedded;
+pub mod encrypted;
 #[cfg(feature = "store-etcd")]
 pub mod etcd;
 #[cfg(all(test, feature = "store-etcd"))]
