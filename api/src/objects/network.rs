@@ -60,6 +60,12 @@ pub struct NetworkStatus {
     pub conditions: Vec<crate::Condition>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub observed_generation: i64,
+    /// ipam's ledger of the addresses handed out on this network: address (no prefix) →
+    /// owner (`task/<name>` or `service/<name>`). Written together with the owner in one
+    /// transaction, conditional on this object's `resourceVersion`, so two allocators can
+    /// never hand out one address twice.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses: BTreeMap<String, String>,
 }
 
 fn is_zero(v: &i64) -> bool {

@@ -637,8 +637,23 @@ pub struct ServiceStatus {
     pub virtual_ips: Vec<VirtualIp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_status: Option<UpdateStatus>,
+    /// The task templates this service ran, oldest first, at most 10 (the update controller
+    /// keeps them; a rollback can go back to any of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<ServiceRevision>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// One revision of a service: the template it ran at a generation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceRevision {
+    /// The service `generation` that introduced this template.
+    pub generation: i64,
+    pub template: TaskTemplate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
