@@ -1,10 +1,104 @@
-//! `swarm-controller NAME`: runs one controller (or `all`) against an apiserver.
+//! `swarm-controller NAME`: runs one controller (or `all`) against an apiserver, under leader
+//! election, until Ctrl-C.
 
-fn main() -> std::process::ExitCode {
-    let name = std::env::args().nth(1).unwrap_or_default();
-    eprintln!(
-        "swarm-controller: controller {name:?} is not available in this build yet; \
-         the controllers are tracked in issue #3"
-    );
-    std::process::ExitCode::from(2)
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use swarm_client::{Client, ClientConfig, config::DEFAULT_SERVER};
+use swarm_controllers::Options;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "swarm-controller",
+    about = "Run a swarm controller (replication, nodes, gc, … or all)"
+)]
+struct Args {
+    /// The controller to run, or `all`.
+    name: String,
+    /// The apiserver's URL (overrides the credentials file).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// The credentials file [default: ~/.swarm/config].
+    #[arg(long, value_name = "FILE", env = "SWARM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Leader-election lease duration, e.g. 15s.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// This replica's identity in leader election [default: host-pid-random].
+    #[arg(long)]
+    identity: Option<String>,
+    /// Agents' heartbeat period, e.g. 5s (a node is down after 3 missed).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    heartbeat_period: Duration,
+    /// Finished tasks kept per slot.
+    #[arg(long, default_value_t = 5)]
+    history_limit: usize,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<swarm_api::Duration>()
+        .map(|d| d.as_std())
+        .map_err(|e| e.to_string())
+}
+
+fn client(args: &Args) -> anyhow::Result<Client> {
+    let cfg = if let Some(url) = &args.server {
+        ClientConfig::single(url)
+    } else if let Some(path) = &args.config {
+        ClientConfig::load(path).context("check --config or SWARM_CONFIG")?
+    } else {
+        match ClientConfig::default_path().filter(|p| p.exists()) {
+            Some(p) => ClientConfig::load(&p)?,
+            None => ClientConfig::single(DEFAULT_SERVER),
+        }
+    };
+    Ok(Client::from_config(&cfg)?)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swarm-controller: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let client = client(&args)?;
+    let mut opts = Options {
+        lease_duration: args.lease_duration,
+        heartbeat_period: args.heartbeat_period,
+        history_limit: args.history_limit,
+        ..Options::default()
+    };
+    if let Some(id) = args.identity.clone() {
+        opts.identity = id;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+        });
+        swarm_controllers::run(&args.name, client, opts, shutdown).await
+    })?;
+    Ok(())
 }

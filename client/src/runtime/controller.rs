@@ -95,6 +95,13 @@ impl Default for ControllerConfig {
     }
 }
 
+/// What happened to a watched secondary object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Applied,
+    Deleted,
+}
+
 /// Adds keys to a controller's queue from outside (tests, periodic triggers).
 #[derive(Clone, Debug)]
 pub struct Trigger {
@@ -191,6 +198,16 @@ impl<K: Resource> Controller<K> {
         watch: watcher::Config,
         mapper: impl Fn(&C) -> Vec<String> + Send + Sync + 'static,
     ) -> Store<C> {
+        self.watches_changes(watch, move |c: &C, _| mapper(c))
+    }
+
+    /// Like `watches`, but the mapper also learns whether the object was deleted (a mapper
+    /// that compares an object with what it saw before needs to know).
+    pub fn watches_changes<C: Resource>(
+        &mut self,
+        watch: watcher::Config,
+        mapper: impl Fn(&C, Change) -> Vec<String> + Send + Sync + 'static,
+    ) -> Store<C> {
         let writer = Writer::<C>::new();
         let store = writer.store();
         self.ready.push(ready_future(&store));
@@ -198,18 +215,16 @@ impl<K: Resource> Controller<K> {
         let primaries = self.store.clone();
         let stream = reflector(writer, watcher::<C>(self.client.clone(), watch));
         self.drivers.push(
-            drive(stream, self.metrics.clone(), move |ev| match ev {
-                Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => {
-                    for key in mapper(o) {
-                        queue.add(key);
-                    }
-                }
-                Event::Init => {}
-                // Deletions missed while the watch was down leave no event: look at all.
-                Event::InitDone => {
-                    for key in primaries.keys() {
-                        queue.add(key);
-                    }
+            drive(stream, self.metrics.clone(), move |ev| {
+                let keys = match ev {
+                    Event::Apply(o) | Event::InitApply(o) => mapper(o, Change::Applied),
+                    Event::Delete(o) => mapper(o, Change::Deleted),
+                    Event::Init => Vec::new(),
+                    // Deletions missed while the watch was down leave no event: look at all.
+                    Event::InitDone => primaries.keys(),
+                };
+                for key in keys {
+                    queue.add(key);
                 }
             })
             .boxed(),

@@ -18,7 +18,7 @@ pub mod reflector;
 pub mod watcher;
 
 pub use backoff::{Backoff, BackoffConfig};
-pub use controller::{Action, Controller, ControllerConfig, Trigger};
+pub use controller::{Action, Change, Controller, ControllerConfig, Trigger};
 pub use leader::{LeaderConfig, LeaderElector};
 pub use metrics::Metrics;
 pub use queue::{Outcome, WorkQueue};

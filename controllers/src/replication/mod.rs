@@ -1,0 +1,270 @@
+//! The replication controller: keeps each service's tasks as its mode says — N slots
+//! (replicated), one per eligible node (global), or runs to completion (jobs) — with the
+//! restart policy, and replaces tasks of down or drained nodes.
+//!
+//! One reconcile per service (the key is its name): read the service, its tasks and the
+//! nodes from the caches, let the pure planner for its mode decide (`replicated`, `global`,
+//! `jobs`), carry out the plan's writes, then report `status.replicas` and
+//! `status.observedGeneration`. Every write is safe against a stale cache and against a second
+//! replica: creates are create-if-absent on deterministic names, and the other writes are
+//! conditional on the `resourceVersion` read (a conflict retries the whole reconcile).
+
+pub mod eligible;
+pub mod global;
+pub mod jobs;
+pub mod plan;
+pub mod replicated;
+pub mod restart;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use futures::StreamExt;
+use swarm_api::{Node, ReplicaStatus, Service, ServiceMode, Task, TaskState};
+use swarm_client::runtime::watcher::Config;
+use swarm_client::runtime::{Action, Change, Controller, ControllerConfig, Store};
+use swarm_client::{Client, ClientError, Operation};
+use tokio_util::sync::CancellationToken;
+
+use crate::Options;
+use plan::{Inputs, Plan, Write};
+
+/// Writes in flight at once while carrying out one plan.
+const PARALLEL_WRITES: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("task {task}: {source}")]
+    Task {
+        task: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("status of service {service}: {source}")]
+    Status {
+        service: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("cannot encode task {task}: {source}")]
+    Encode {
+        task: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What reconcile reads and writes through.
+pub struct Ctx {
+    pub client: Client,
+    pub services: Store<Service>,
+    pub tasks: Store<Task>,
+    pub nodes: Store<Node>,
+}
+
+/// Builds the controller: services are primary, tasks map to their service, and a node
+/// change that matters (state, availability, labels — not a heartbeat) maps to every service.
+pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<Ctx>) {
+    let config = ControllerConfig {
+        concurrency: opts.concurrency,
+        ..ControllerConfig::default()
+    };
+    let mut c = Controller::<Service>::with_config(
+        "replication",
+        client.clone(),
+        Config::default(),
+        config,
+    );
+    let services = c.store();
+    let tasks = c.watches(Config::default(), |t: &Task| vec![t.spec.service.clone()]);
+    let all = services.clone();
+    let seen: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
+    let nodes = c.watches_changes(Config::default(), move |n: &Node, change| {
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = match change {
+            Change::Deleted => {
+                seen.remove(&n.metadata.name);
+                true
+            }
+            Change::Applied => {
+                let sig = node_signature(n);
+                seen.insert(n.metadata.name.clone(), sig.clone()).as_ref() != Some(&sig)
+            }
+        };
+        if changed { all.keys() } else { Vec::new() }
+    });
+    let ctx = Arc::new(Ctx {
+        client,
+        services,
+        tasks,
+        nodes,
+    });
+    (c, ctx)
+}
+
+/// What about a node decides where tasks may run.
+fn node_signature(n: &Node) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}",
+        n.status.state,
+        n.spec.availability,
+        n.spec.role,
+        n.spec.labels,
+        n.status.engine.labels,
+        n.status.hostname,
+        n.status.platform
+    )
+}
+
+/// Runs the controller until `stop`.
+pub async fn run(client: Client, opts: Options, stop: CancellationToken) {
+    let (c, ctx) = controller(client, &opts);
+    c.run(reconcile, ctx, stop).await;
+}
+
+/// Reconciles service `name`.
+pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let Some(svc) = ctx.services.get(&name) else {
+        // Deleted: gc removes its tasks.
+        return Ok(Action::await_change());
+    };
+    if svc.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let all = ctx.tasks.filter(|t| t.spec.service == name);
+    let tasks = plan::tasks_of(&svc, &all);
+    let nodes: HashMap<String, Arc<Node>> = ctx
+        .nodes
+        .state()
+        .into_iter()
+        .map(|n| (n.metadata.name.clone(), n))
+        .collect();
+    let inp = Inputs {
+        nodes: &nodes,
+        now: SystemTime::now(),
+    };
+    let plan = match svc.spec.mode {
+        ServiceMode::Replicated { replicas } => replicated::plan(&svc, replicas, &tasks, &inp),
+        ServiceMode::Global {} => global::plan(&svc, &tasks, &inp, false),
+        ServiceMode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        } => jobs::plan(&svc, max_concurrent, total_completions, &tasks, &inp),
+        ServiceMode::GlobalJob {} => global::plan(&svc, &tasks, &inp, true),
+    };
+    if !plan.writes.is_empty() {
+        tracing::debug!(service = %name, writes = plan.writes.len(), "replication plan");
+    }
+    execute(&ctx.client, &plan.writes).await?;
+    write_status(&ctx.client, &svc, &plan).await?;
+    Ok(plan
+        .requeue
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Carries out `writes`, several at a time; returns the first error after trying all.
+pub async fn execute(client: &Client, writes: &[Write]) -> Result<(), Error> {
+    // Owned items and futures: a closure over borrowed ones is not `Send` for every lifetime.
+    let results: Vec<Result<(), Error>> = futures::stream::iter(writes.to_vec())
+        .map(|w| {
+            let client = client.clone();
+            async move { apply(&client, &w).await }
+        })
+        .buffer_unordered(PARALLEL_WRITES)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn apply(client: &Client, w: &Write) -> Result<(), Error> {
+    let err = |task: &str| {
+        let task = task.to_string();
+        move |source| Error::Task { task, source }
+    };
+    match w {
+        Write::Create(t) => match client.create(t.as_ref()).await {
+            Ok(_) => {
+                tracing::info!(task = %t.metadata.name, "created task");
+                Ok(())
+            }
+            // Someone (a stale view of ours, or another replica) made it first.
+            Err(e) if e.is_already_exists() => Ok(()),
+            Err(e) => Err(err(&t.metadata.name)(e)),
+        },
+        Write::SetDesired { task, desired } => {
+            let mut t = (**task).clone();
+            t.spec.desired_state = *desired;
+            match client.replace(&t).await {
+                Ok(_) => {
+                    tracing::info!(task = %t.metadata.name, desired = %desired, "set desired state");
+                    Ok(())
+                }
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(err(&t.metadata.name)(e)),
+            }
+        }
+        Write::Replace { old, new } => {
+            let mut stopped = (**old).clone();
+            stopped.spec.desired_state = TaskState::Shutdown;
+            let encode = |source| Error::Encode {
+                task: new.metadata.name.clone(),
+                source,
+            };
+            let ops = vec![
+                Operation::update(&stopped).map_err(encode)?,
+                Operation::create(new.as_ref()).map_err(encode)?,
+            ];
+            client
+                .transaction(&ops)
+                .await
+                .map_err(err(&new.metadata.name))?;
+            tracing::info!(old = %old.metadata.name, new = %new.metadata.name, "replaced task");
+            Ok(())
+        }
+    }
+}
+
+/// Writes `status.replicas` and `status.observedGeneration` when they changed.
+async fn write_status(client: &Client, svc: &Service, plan: &Plan) -> Result<(), Error> {
+    let replicas = ReplicaStatus {
+        desired: plan.desired,
+        running: plan.running,
+        completed: plan.completed,
+    };
+    let generation = svc.metadata.generation;
+    if svc.status.replicas == replicas && svc.status.observed_generation == generation {
+        return Ok(());
+    }
+    let mut next = svc.clone();
+    next.status.replicas = replicas;
+    next.status.observed_generation = generation;
+    client
+        .replace_status(&next)
+        .await
+        .map(drop)
+        .map_err(|source| Error::Status {
+            service: svc.metadata.name.clone(),
+            source,
+        })
+}
+
+/// Tasks of one service grouped by slot (replicated) or node (global): the unit of history.
+pub fn slot_key(t: &Task) -> String {
+    match (t.spec.slot, &t.spec.node_name) {
+        (Some(s), _) => s.to_string(),
+        (None, Some(n)) => n.clone(),
+        (None, None) => String::new(),
+    }
+}
+
+/// Groups `tasks` by `slot_key`.
+pub fn by_slot<'a>(
+    tasks: impl IntoIterator<Item = &'a Arc<Task>>,
+) -> BTreeMap<String, Vec<&'a Arc<Task>>> {
+    let mut m: BTreeMap<String, Vec<&Arc<Task>>> = BTreeMap::new();
+    for t in tasks {
+        m.entry(slot_key(t)).or_default().push(t);
+    }
+    m
+}
