@@ -10,10 +10,13 @@
 //! * `codec` — request decoding with field paths, and the stored form of objects;
 //! * `errors` — everything becomes a kube-style `Status`;
 //! * `metrics`, `openapi` — observability and self-description;
-//! * `store` — the revisioned key-value store (embedded SQLite or etcd).
+//! * `store` — the revisioned key-value store (embedded SQLite or etcd);
+//! * `dispatcher` — the gRPC service node agents talk to (register, heartbeat, assignments,
+//!   task status).
 
 pub mod admission;
 pub mod codec;
+pub mod dispatcher;
 pub mod errors;
 pub mod handlers;
 pub mod metrics;

@@ -29,6 +29,12 @@ struct Args {
     listen: SocketAddr,
     #[arg(long, value_enum, default_value = "embedded")]
     store: StoreKind,
+    /// Address of the gRPC dispatcher agents connect to.
+    #[arg(long, default_value = swarm_apiserver::server::DEFAULT_DISPATCHER_LISTEN)]
+    dispatcher_listen: SocketAddr,
+    /// Do not run the dispatcher.
+    #[arg(long)]
+    no_dispatcher: bool,
     /// etcd endpoints, comma-separated (with `--store etcd`).
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     etcd_endpoints: Vec<String>,
@@ -53,10 +59,11 @@ async fn main() -> anyhow::Result<()> {
                 endpoints: args.etcd_endpoints,
             },
         },
+        dispatcher_listen: (!args.no_dispatcher).then_some(args.dispatcher_listen),
         ..ServerOptions::default()
     };
     let server = Server::bind(opts).await.context("starting the apiserver")?;
-    tracing::info!(url = %server.url(), "serving");
+    tracing::info!(url = %server.url(), dispatcher = ?server.dispatcher_addr(), "serving");
     server
         .run(async {
             let _ = tokio::signal::ctrl_c().await;

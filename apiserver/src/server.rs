@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 
+use crate::dispatcher::DispatcherOptions;
 use crate::errors::ApiError;
 use crate::handlers::{self, AppState};
 use crate::metrics::{InstrumentedStore, Metrics};
@@ -35,6 +36,9 @@ use crate::watch_cache::{CacheOptions, WatchCache};
 
 /// Default REST address, as Docker Swarm's manager port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2377";
+
+/// Default gRPC dispatcher address of the `swarm-apiserver` binary.
+pub const DEFAULT_DISPATCHER_LISTEN: &str = "0.0.0.0:4242";
 
 /// Largest accepted request body (etcd's own limit is 1.5 MiB per request).
 pub const DEFAULT_MAX_BODY: usize = 3 * 1024 * 1024;
@@ -57,6 +61,10 @@ pub struct ServerOptions {
     pub bookmark_interval: Duration,
     pub max_body_bytes: usize,
     pub cache: CacheOptions,
+    /// Where the gRPC dispatcher for agents listens; `None`: no dispatcher (the binary's
+    /// default is `DEFAULT_DISPATCHER_LISTEN`).
+    pub dispatcher_listen: Option<SocketAddr>,
+    pub dispatcher: DispatcherOptions,
 }
 
 impl Default for ServerOptions {
@@ -68,6 +76,8 @@ impl Default for ServerOptions {
             bookmark_interval: Duration::from_secs(10),
             max_body_bytes: DEFAULT_MAX_BODY,
             cache: CacheOptions::default(),
+            dispatcher_listen: None,
+            dispatcher: DispatcherOptions::default(),
         }
     }
 }
@@ -281,6 +291,8 @@ pub struct Server {
     app: Router,
     cache: WatchCache,
     shutdown_tx: signal::Sender<bool>,
+    registry: Registry,
+    dispatcher: Option<(TcpListener, SocketAddr, DispatcherOptions)>,
 }
 
 impl Server {
@@ -299,8 +311,9 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
         let cache = WatchCache::start(store.clone(), opts.cache.clone());
         let (shutdown_tx, shutdown) = signal::channel(false);
+        let registry = Registry::new(store);
         let state = AppState {
-            registry: Registry::new(store),
+            registry: registry.clone(),
             cache: cache.clone(),
             metrics,
             bookmark_interval: opts.bookmark_interval,
@@ -315,12 +328,24 @@ impl Server {
                     source,
                 })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let dispatcher = match opts.dispatcher_listen {
+            Some(at) => {
+                let l = TcpListener::bind(at)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr: at, source })?;
+                let bound = l.local_addr().map_err(ServerError::Serve)?;
+                Some((l, bound, opts.dispatcher.clone()))
+            }
+            None => None,
+        };
         Ok(Server {
             listener,
             addr,
             app: router(state),
             cache,
             shutdown_tx,
+            registry,
+            dispatcher,
         })
     }
 
@@ -334,6 +359,11 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// The gRPC dispatcher's address, when it runs.
+    pub fn dispatcher_addr(&self) -> Option<SocketAddr> {
+        self.dispatcher.as_ref().map(|(_, a, _)| *a)
+    }
+
     /// Serves until `shutdown` resolves, then ends open watches and drains connections.
     pub async fn run(
         self,
@@ -345,8 +375,24 @@ impl Server {
             app,
             cache,
             shutdown_tx,
+            registry,
+            dispatcher,
         } = self;
         tracing::info!(%addr, "apiserver listening");
+        if let Some((listener, _, dopts)) = dispatcher {
+            let mut stop = shutdown_tx.subscribe();
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let done = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) =
+                    crate::dispatcher::serve(listener, registry, cache, dopts, done).await
+                {
+                    tracing::error!(error = %e, "dispatcher stopped");
+                }
+            });
+        }
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -362,12 +408,14 @@ impl Server {
     /// Serves in a background task; the returned handle stops it.
     pub fn spawn(self) -> RunningServer {
         let addr = self.addr;
+        let dispatcher_addr = self.dispatcher_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(self.run(async move {
             let _ = rx.await;
         }));
         RunningServer {
             addr,
+            dispatcher_addr,
             stop: Some(tx),
             handle,
         }
@@ -377,6 +425,8 @@ impl Server {
 /// A server serving in the background (tests). Dropping it stops the server.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The gRPC dispatcher's address, when it runs.
+    pub dispatcher_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<Result<(), ServerError>>,
 }

@@ -1,0 +1,336 @@
+//! The hub: the dispatcher's view of what is assigned to which node.
+//!
+//! It holds one subscription per kind (Task, Network, Secret, Config) on the apiserver's watch
+//! cache — not one per node, so a thousand sessions cost four watches — and keeps:
+//! * the tasks visible to each node: `spec.nodeName` set and observed state at least
+//!   ASSIGNED (as SwarmKit, a task is handed to its node once placement has assigned it);
+//! * the networks, secrets and configs, which sessions send only to nodes whose tasks
+//!   reference them.
+//!
+//! A change is pushed to the owning session's bounded channel. A task update that changes
+//! only status (the agent's own report coming back) is not pushed. A session that falls
+//! behind is cut off with a reason; its agent reconnects and gets a complete set again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use swarm_api::{AnyObject, Kind, TaskState};
+use tokio::sync::{mpsc, watch};
+
+use crate::registry::ListQuery;
+use crate::store::{EventType, Revision};
+use crate::watch_cache::{CachedObject, Start, WatchCache};
+
+/// The kinds the hub follows.
+pub const KINDS: [Kind; 4] = [Kind::Task, Kind::Network, Kind::Secret, Kind::Config];
+
+/// Room in a session's channel before the session is cut off as too slow.
+const SINK_BUFFER: usize = 8192;
+
+/// One change for one session.
+#[derive(Clone, Debug)]
+pub enum HubEvent {
+    /// A task now visible to the node, or whose spec changed.
+    TaskPut(Arc<CachedObject>),
+    /// A task no longer visible to the node (deleted, moved, or no longer assigned).
+    TaskGone(String),
+    /// A network, secret or config changed (`None`: deleted). Sent to every session; each
+    /// keeps only what its tasks reference.
+    Object {
+        kind: Kind,
+        name: String,
+        obj: Option<Arc<CachedObject>>,
+    },
+}
+
+struct Sink {
+    id: u64,
+    tx: mpsc::Sender<HubEvent>,
+    closed: Arc<OnceLock<String>>,
+}
+
+#[derive(Default)]
+struct State {
+    loaded: usize,
+    revision: Revision,
+    tasks: HashMap<String, BTreeMap<String, Arc<CachedObject>>>,
+    task_node: HashMap<String, String>,
+    objects: HashMap<(Kind, String), Arc<CachedObject>>,
+    sinks: HashMap<String, Sink>,
+}
+
+/// The node a task is visible to, if any.
+fn visible_node(obj: &AnyObject) -> Option<&str> {
+    match obj {
+        AnyObject::Task(t) if t.status.state >= TaskState::Assigned => t.spec.node_name.as_deref(),
+        _ => None,
+    }
+}
+
+fn same_spec(a: &AnyObject, b: &AnyObject) -> bool {
+    match (a, b) {
+        (AnyObject::Task(a), AnyObject::Task(b)) => a.spec == b.spec,
+        _ => false,
+    }
+}
+
+impl State {
+    fn send(&mut self, node: &str, ev: HubEvent) {
+        let Some(sink) = self.sinks.get(node) else {
+            return;
+        };
+        if let Err(e) = sink.tx.try_send(ev) {
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                let _ = sink.closed.set(format!(
+                    "assignment stream fell more than {SINK_BUFFER} changes behind; reconnect"
+                ));
+            }
+            self.sinks.remove(node);
+        }
+    }
+
+    fn put_task(&mut self, obj: Arc<CachedObject>) {
+        let name = obj.obj.name().to_string();
+        let new_node = visible_node(&obj.obj).map(str::to_string);
+        let old_node = self.task_node.get(&name).cloned();
+        if let Some(old) = &old_node
+            && Some(old) != new_node.as_ref()
+        {
+            if let Some(m) = self.tasks.get_mut(old) {
+                m.remove(&name);
+            }
+            self.task_node.remove(&name);
+            self.send(old, HubEvent::TaskGone(name.clone()));
+        }
+        if let Some(new) = new_node {
+            let prev = self
+                .tasks
+                .entry(new.clone())
+                .or_default()
+                .insert(name.clone(), obj.clone());
+            self.task_node.insert(name, new.clone());
+            if prev.is_none_or(|p| !same_spec(&p.obj, &obj.obj)) {
+                self.send(&new, HubEvent::TaskPut(obj));
+            }
+        }
+    }
+
+    fn remove_task(&mut self, name: &str) {
+        if let Some(node) = self.task_node.remove(name) {
+            if let Some(m) = self.tasks.get_mut(&node) {
+                m.remove(name);
+            }
+            self.send(&node, HubEvent::TaskGone(name.to_string()));
+        }
+    }
+
+    fn set_object(&mut self, kind: Kind, name: &str, obj: Option<Arc<CachedObject>>) {
+        let key = (kind, name.to_string());
+        match &obj {
+            Some(o) => {
+                self.objects.insert(key, o.clone());
+            }
+            None => {
+                self.objects.remove(&key);
+            }
+        }
+        let nodes: Vec<String> = self.sinks.keys().cloned().collect();
+        for node in nodes {
+            self.send(
+                &node,
+                HubEvent::Object {
+                    kind,
+                    name: name.to_string(),
+                    obj: obj.clone(),
+                },
+            );
+        }
+    }
+}
+
+/// What a session gets when it attaches: the node's tasks now, then its channel.
+pub struct Attached {
+    pub tasks: Vec<Arc<CachedObject>>,
+    pub revision: Revision,
+    pub rx: mpsc::Receiver<HubEvent>,
+    /// Why the hub closed the channel, when it did so on purpose.
+    pub closed: Arc<OnceLock<String>>,
+    hub: Arc<Hub>,
+    node: String,
+    id: u64,
+}
+
+impl Attached {
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let mut st = self.hub.lock();
+        if st.sinks.get(&self.node).is_some_and(|s| s.id == self.id) {
+            st.sinks.remove(&self.node);
+        }
+    }
+}
+
+/// The assignment index over the watch cache.
+pub struct Hub {
+    state: Mutex<State>,
+    ready: watch::Sender<bool>,
+    next_id: AtomicU64,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Hub {
+    /// Starts following the watch cache.
+    pub fn start(cache: WatchCache) -> Arc<Hub> {
+        let (ready, _) = watch::channel(false);
+        let hub = Arc::new(Hub {
+            state: Mutex::new(State::default()),
+            ready,
+            next_id: AtomicU64::new(1),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let handles: Vec<_> = KINDS
+            .into_iter()
+            .map(|kind| tokio::spawn(hub.clone().follow(cache.clone(), kind)).abort_handle())
+            .collect();
+        *hub.tasks.lock().unwrap_or_else(|p| p.into_inner()) = handles;
+        hub
+    }
+
+    /// Stops following the cache and ends every session's channel.
+    pub fn stop(&self) {
+        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+        self.lock().sinks.clear();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn follow(self: Arc<Self>, cache: WatchCache, kind: Kind) {
+        let mut first = true;
+        loop {
+            let mut sub = match cache
+                .kind(kind)
+                .subscribe(None, ListQuery::default())
+                .await
+            {
+                Start::Cached(s) => s,
+                Start::TooOld => continue, // not returned for a snapshot subscription
+            };
+            self.load(kind, &sub.initial, sub.revision, first);
+            first = false;
+            while let Some(ev) = sub.rx.recv().await {
+                let mut st = self.lock();
+                st.revision = st.revision.max(ev.revision);
+                let name = ev.object.obj.name().to_string();
+                match (kind, ev.kind) {
+                    (Kind::Task, EventType::Put) => st.put_task(ev.object.clone()),
+                    (Kind::Task, EventType::Delete) => st.remove_task(&name),
+                    (_, EventType::Put) => st.set_object(kind, &name, Some(ev.object.clone())),
+                    (_, EventType::Delete) => st.set_object(kind, &name, None),
+                }
+            }
+            let why = sub.closed.get().map(|s| s.message.clone());
+            tracing::warn!(%kind, reason = ?why, "dispatcher: cache watch ended; re-listing");
+        }
+    }
+
+    /// Replaces one kind's state with a snapshot. After the first load, every session is
+    /// ended so its agent gets a complete set built from the new state.
+    fn load(
+        &self,
+        kind: Kind,
+        initial: &[(crate::watch_cache::WatchEventType, Arc<CachedObject>)],
+        revision: Revision,
+        first: bool,
+    ) {
+        let mut st = self.lock();
+        st.revision = st.revision.max(revision);
+        if kind == Kind::Task {
+            st.tasks.clear();
+            st.task_node.clear();
+            for (_, obj) in initial {
+                if let Some(node) = visible_node(&obj.obj) {
+                    let (node, name) = (node.to_string(), obj.obj.name().to_string());
+                    st.tasks
+                        .entry(node.clone())
+                        .or_default()
+                        .insert(name.clone(), obj.clone());
+                    st.task_node.insert(name, node);
+                }
+            }
+        } else {
+            st.objects.retain(|(k, _), _| *k != kind);
+            for (_, obj) in initial {
+                st.objects
+                    .insert((kind, obj.obj.name().to_string()), obj.clone());
+            }
+        }
+        if first {
+            st.loaded += 1;
+            if st.loaded == KINDS.len() {
+                self.ready.send_replace(true);
+            }
+        } else {
+            for (_, sink) in st.sinks.drain() {
+                let _ = sink.closed.set("the dispatcher re-listed; reconnect".to_string());
+            }
+        }
+    }
+
+    /// Attaches the session of `node`, replacing an earlier one of the same node.
+    pub async fn attach(self: &Arc<Self>, node: &str) -> Attached {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|r| *r).await;
+        let (tx, rx) = mpsc::channel(SINK_BUFFER);
+        let closed = Arc::new(OnceLock::new());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.lock();
+        let tasks = st
+            .tasks
+            .get(node)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        if let Some(old) = st.sinks.insert(
+            node.to_string(),
+            Sink {
+                id,
+                tx,
+                closed: closed.clone(),
+            },
+        ) {
+            let _ = old
+                .closed
+                .set("replaced by a newer assignment stream".to_string());
+        }
+        let revision = st.revision;
+        drop(st);
+        Attached {
+            tasks,
+            revision,
+            rx,
+            closed,
+            hub: self.clone(),
+            node: node.to_string(),
+            id,
+        }
+    }
+
+    /// A network, secret or config as the hub has it.
+    pub fn object(&self, kind: Kind, name: &str) -> Option<Arc<CachedObject>> {
+        self.lock().objects.get(&(kind, name.to_string())).cloned()
+    }
+
+    /// The latest store revision the hub has seen.
+    pub fn revision(&self) -> Revision {
+        self.lock().revision
+    }
+}
