@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod connect;
 mod output;
+mod view;
 
 #[derive(Parser)]
 #[command(

@@ -1,7 +1,11 @@
 //! How the commands print: output formats, tables, YAML, and errors on stderr.
 
 pub mod columns;
+pub mod humanize;
+pub mod listing;
 pub mod table;
+pub mod tabwriter;
+pub mod template;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
