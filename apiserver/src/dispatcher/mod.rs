@@ -16,6 +16,8 @@ mod service;
 mod sessions;
 mod status;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::Duration;
