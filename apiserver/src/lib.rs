@@ -6,6 +6,7 @@
 //! * `handlers` — one module per endpoint family (objects, list, watch, apply, transactions);
 //! * `watch_cache` — one store watch per kind, fanned out to every client watch from memory;
 //! * `registry` — typed CRUD with the API conventions (generation, no-op writes, CAS);
+//! * `authz` — who may do what, from the caller's certificate identity;
 //! * `admission` — rules about changes (immutable data, task states only move forward);
 //! * `codec` — request decoding with field paths, and the stored form of objects;
 //! * `errors` — everything becomes a kube-style `Status`;
@@ -15,6 +16,7 @@
 //!   task status).
 
 pub mod admission;
+pub mod authz;
 pub mod codec;
 pub mod dispatcher;
 pub mod errors;
