@@ -6,6 +6,7 @@
 //! * `handlers` — one module per endpoint family (objects, list, watch, apply, transactions);
 //! * `watch_cache` — one store watch per kind, fanned out to every client watch from memory;
 //! * `registry` — typed CRUD with the API conventions (generation, no-op writes, CAS);
+//! * `tls` — the TLS accept loop: TLS 1.3, client certificates → caller identity;
 //! * `authz` — who may do what, from the caller's certificate identity;
 //! * `admission` — rules about changes (immutable data, task states only move forward);
 //! * `codec` — request decoding with field paths, and the stored form of objects;
@@ -28,4 +29,5 @@ pub mod server;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tls;
 pub mod watch_cache;

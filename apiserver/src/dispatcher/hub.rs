@@ -204,7 +204,12 @@ impl Hub {
 
     /// Stops following the cache and ends every session's channel.
     pub fn stop(&self) {
-        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
         self.lock().sinks.clear();
@@ -217,11 +222,7 @@ impl Hub {
     async fn follow(self: Arc<Self>, cache: WatchCache, kind: Kind) {
         let mut first = true;
         loop {
-            let mut sub = match cache
-                .kind(kind)
-                .subscribe(None, ListQuery::default())
-                .await
-            {
+            let mut sub = match cache.kind(kind).subscribe(None, ListQuery::default()).await {
                 Start::Cached(s) => s,
                 Start::TooOld => continue, // not returned for a snapshot subscription
             };
@@ -281,7 +282,9 @@ impl Hub {
             }
         } else {
             for (_, sink) in st.sinks.drain() {
-                let _ = sink.closed.set("the dispatcher re-listed; reconnect".to_string());
+                let _ = sink
+                    .closed
+                    .set("the dispatcher re-listed; reconnect".to_string());
             }
         }
     }

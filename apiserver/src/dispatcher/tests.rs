@@ -327,7 +327,10 @@ async fn assignments_start_complete_then_follow_changes() {
     assert_eq!(sent.spec.desired_state, TaskState::Shutdown);
 
     // Deleting the last task that references the network removes both.
-    f.registry.delete(Kind::Task, "web.1.1", None).await.unwrap();
+    f.registry
+        .delete(Kind::Task, "web.1.1", None)
+        .await
+        .unwrap();
     let m = next(&mut stream).await;
     assert_eq!(names(&m, Action::Remove), ["front", "web.1.1"]);
 
@@ -355,7 +358,9 @@ async fn a_large_complete_set_is_split_into_bounded_messages() {
     let session = register(&mut f, "n1").await;
     let mut stream = f
         .client
-        .assignments(AssignmentsRequest { session_id: session })
+        .assignments(AssignmentsRequest {
+            session_id: session,
+        })
         .await
         .unwrap()
         .into_inner();
