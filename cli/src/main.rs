@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod connect;
+mod converge;
+mod lookup;
 mod output;
 mod view;
 
@@ -40,6 +42,8 @@ enum Command {
     Schema(cmd::schema::SchemaArgs),
     /// Run the control plane (the apiserver, for now) in this process.
     Server(cmd::server::ServerArgs),
+    /// Manage services (docker's `service` commands).
+    Service(cmd::service::ServiceArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,5 +65,17 @@ fn main() -> ExitCode {
         Command::Convert(args) => cmd::convert::run(args),
         Command::Schema(args) => cmd::schema::run(args),
         Command::Server(args) => output::report(cmd::server::run(args)),
+        Command::Service(args) => output::report(cmd::service::run(args)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap's own consistency checks over every subcommand (duplicate flags, bad defaults).
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

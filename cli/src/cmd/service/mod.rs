@@ -1,0 +1,57 @@
+//! `swarm service …`: docker's service commands — create, ls, ps, inspect, scale, update,
+//! rollback, rm.
+
+pub mod create;
+pub mod flags;
+pub mod inspect;
+pub mod ls;
+pub mod parse;
+pub mod pretty;
+pub mod ps;
+pub mod rm;
+pub mod rollback;
+pub mod scale;
+pub mod update;
+
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    pub command: ServiceCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Create a service and wait for it to converge.
+    Create(create::CreateArgs),
+    /// List services.
+    #[command(alias = "list")]
+    Ls(ls::LsArgs),
+    /// List the tasks of services.
+    Ps(ps::PsArgs),
+    /// Show services in detail (JSON, --format or --pretty).
+    Inspect(inspect::InspectArgs),
+    /// Change the number of tasks of replicated services.
+    Scale(scale::ScaleArgs),
+    /// Change a service and wait for the change to roll out.
+    Update(Box<update::UpdateArgs>),
+    /// Go back to a service's previous revision.
+    Rollback(rollback::RollbackArgs),
+    /// Remove services.
+    #[command(alias = "remove")]
+    Rm(rm::RmArgs),
+}
+
+pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ServiceCommand::Create(a) => create::run(a),
+        ServiceCommand::Ls(a) => ls::run(a),
+        ServiceCommand::Ps(a) => ps::run(a),
+        ServiceCommand::Inspect(a) => inspect::run(a),
+        ServiceCommand::Scale(a) => scale::run(a),
+        ServiceCommand::Update(a) => update::run(*a),
+        ServiceCommand::Rollback(a) => rollback::run(a),
+        ServiceCommand::Rm(a) => rm::run(a),
+    }
+}
