@@ -8,8 +8,10 @@
 
 pub mod gc;
 pub mod invariants;
+pub mod ipam;
 pub mod nodes;
 pub mod options;
+pub mod placement;
 pub mod replication;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -24,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 pub use options::Options;
 
 /// Every controller `run` knows, in the order `all` starts them.
-pub const NAMES: &[&str] = &["replication", "nodes", "gc"];
+pub const NAMES: &[&str] = &["replication", "placement", "nodes", "gc"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -45,6 +47,7 @@ fn controller(
         "replication" => Box::pin(replication::run(client, opts, stop)),
         "nodes" => Box::pin(nodes::run(client, opts, stop)),
         "gc" => Box::pin(gc::run(client, opts, stop)),
+        "placement" => Box::pin(placement::controller::run(client, opts, stop)),
         _ => return None,
     })
 }

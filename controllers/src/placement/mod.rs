@@ -9,8 +9,10 @@
 //! fewest tasks overall, nodes where the service failed recently last. A task that fits nowhere
 //! keeps a `no suitable node (…)` message and is retried on the next node or task change.
 
+pub mod batch;
 pub mod cluster;
 pub mod constraint;
+pub mod controller;
 pub mod filter;
 pub mod node;
 pub mod scheduler;

@@ -1,0 +1,84 @@
+//! Batched writes: many independent operations sent as `POST /v1/transactions` of bounded
+//! size. A transaction is all-or-nothing, so when the server names the operation that failed
+//! (`operations[3]: …` — a stale `resourceVersion`, an object gone), that one is set aside
+//! and the rest are sent again: one loser never holds back the batch.
+
+use swarm_client::{Client, ClientError, Operation};
+
+/// Operations per transaction (SwarmKit batches 200 changes per store transaction).
+pub const BATCH: usize = 200;
+
+/// Why one operation did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The object changed or went away since it was read: the caller re-reads, not retries.
+    #[error("lost a race: {0}")]
+    Raced(String),
+    /// The server refused or could not be reached; retrying later may help.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The index of the operation a transaction error names.
+fn failed_index(e: &ClientError) -> Option<usize> {
+    let status = e.status()?;
+    let from = |s: &str| -> Option<usize> {
+        let rest = s.strip_prefix("operations[")?;
+        rest.split(']').next()?.parse().ok()
+    };
+    from(&status.message).or_else(|| status.causes().iter().find_map(|c| from(&c.field)))
+}
+
+/// Commits `ops` in transactions of at most `BATCH`; one result per operation, in order: the
+/// object as written, or why not.
+pub async fn commit(
+    client: &Client,
+    ops: Vec<Operation>,
+) -> Vec<Result<serde_json::Value, OpError>> {
+    let mut results: Vec<Option<Result<serde_json::Value, OpError>>> =
+        (0..ops.len()).map(|_| None).collect();
+    let indexed: Vec<(usize, Operation)> = ops.into_iter().enumerate().collect();
+    for chunk in indexed.chunks(BATCH) {
+        let mut live: Vec<&(usize, Operation)> = chunk.iter().collect();
+        while !live.is_empty() {
+            let batch: Vec<Operation> = live.iter().map(|(_, op)| op.clone()).collect();
+            match client.transaction(&batch).await {
+                Ok(resp) => {
+                    for (k, (i, _)) in live.iter().enumerate() {
+                        let v = resp.results.get(k).cloned().unwrap_or_default();
+                        results[*i] = Some(Ok(v));
+                    }
+                    break;
+                }
+                Err(e) => match failed_index(&e) {
+                    Some(k) if k < live.len() => {
+                        let raced = e.is_conflict() || e.is_not_found() || e.is_already_exists();
+                        let err = if raced {
+                            OpError::Raced(e.to_string())
+                        } else {
+                            OpError::Failed(e.to_string())
+                        };
+                        let (i, _) = live.remove(k);
+                        results[*i] = Some(Err(err));
+                    }
+                    _ => {
+                        let msg = e.to_string();
+                        for (i, _) in live {
+                            results[*i] = Some(Err(OpError::Failed(msg.clone())));
+                        }
+                        break;
+                    }
+                },
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(OpError::Failed("not sent".into()))))
+        .collect()
+}
+
+/// The `resourceVersion` as a number (the store revision), for "is this copy older" checks.
+pub fn revision(rv: &str) -> u64 {
+    rv.parse().unwrap_or(0)
+}
