@@ -44,6 +44,16 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Manage services (docker's `service` commands).
     Service(cmd::service::ServiceArgs),
+    /// Manage nodes (docker's `node` commands).
+    Node(cmd::node::NodeArgs),
+    /// Manage networks (docker's `network` commands).
+    Network(cmd::network::NetworkArgs),
+    /// Manage secrets (docker's `secret` commands).
+    Secret(cmd::data::DataArgs),
+    /// Manage configs (docker's `config` commands).
+    Config(cmd::data::DataArgs),
+    /// Manage stacks (docker's `stack` commands).
+    Stack(cmd::stack::StackArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +76,11 @@ fn main() -> ExitCode {
         Command::Schema(args) => cmd::schema::run(args),
         Command::Server(args) => output::report(cmd::server::run(args)),
         Command::Service(args) => output::report(cmd::service::run(args)),
+        Command::Node(args) => output::report(cmd::node::run(args)),
+        Command::Network(args) => output::report(cmd::network::run(args)),
+        Command::Secret(args) => output::report(cmd::data::run(args, false)),
+        Command::Config(args) => output::report(cmd::data::run(args, true)),
+        Command::Stack(args) => output::report(cmd::stack::run(args)),
     }
 }
 

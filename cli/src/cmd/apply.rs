@@ -1,6 +1,7 @@
 //! `swarm apply -f FILE...`: loads Compose files and/or `swarm/v1` manifests as one stack and
 //! applies it in one transaction, printing what happened to each object
-//! (`service/voting_vote created|configured|unchanged|pruned`).
+//! (`service/voting_vote created|configured|unchanged|pruned`), then waits for the services it
+//! created or changed to converge (`-d` does not wait).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use swarm_api::{AnyObject, stack};
 
+use crate::cmd::stack::{baselines, wait_applied};
 use crate::connect::{ConnectArgs, block_on};
+use crate::converge::WaitArgs;
 use crate::output;
 
 #[derive(clap::Args, Debug)]
@@ -25,6 +28,8 @@ pub struct ApplyArgs {
     /// Show what would happen without changing anything.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -67,14 +72,21 @@ pub fn load(files: &[PathBuf], stack: Option<&str>) -> anyhow::Result<Loaded> {
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.files, args.stack.as_deref())?;
     let client = args.connect.client()?;
-    let resp =
-        block_on(client.apply_stack(&loaded.name, &loaded.objects, args.dry_run, args.prune))?
+    block_on(async {
+        let before = baselines(&client, &loaded.name).await?;
+        let resp = client
+            .apply_stack(&loaded.name, &loaded.objects, args.dry_run, args.prune)
+            .await
             .with_context(|| format!("apply of stack {:?} refused", loaded.name))?;
-    let suffix = if resp.dry_run { " (dry run)" } else { "" };
-    let mut text = String::new();
-    for r in &resp.results {
-        text.push_str(&format!("{} {}{suffix}\n", r.reference(), r.action));
-    }
-    output::emit(&text)?;
-    Ok(ExitCode::SUCCESS)
+        let suffix = if resp.dry_run { " (dry run)" } else { "" };
+        let mut text = String::new();
+        for r in &resp.results {
+            text.push_str(&format!("{} {}{suffix}\n", r.reference(), r.action));
+        }
+        output::emit(&text)?;
+        if resp.dry_run {
+            return Ok(ExitCode::SUCCESS);
+        }
+        wait_applied(&client, &resp, &before, &args.wait).await
+    })?
 }

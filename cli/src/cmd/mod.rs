@@ -2,13 +2,17 @@
 
 pub mod apply;
 pub mod convert;
+pub mod data;
 pub mod delete;
 pub mod describe;
 pub mod diff;
 pub mod get;
+pub mod network;
+pub mod node;
 pub mod schema;
 pub mod server;
 pub mod service;
+pub mod stack;
 pub mod validate;
 
 use serde::Serialize;

@@ -11,8 +11,9 @@ mod watch;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use swarm_api::{Duration, UpdateStatus};
-use swarm_client::Client;
+use anyhow::Context as _;
+use swarm_api::{Duration, Node, UpdateStatus};
+use swarm_client::{Client, ListParams};
 
 pub use assess::Goal;
 use progress::{Mode, Progress};
@@ -55,8 +56,24 @@ pub async fn wait_service(
     if args.detach {
         return Ok(ExitCode::SUCCESS);
     }
+    if no_nodes(client).await? {
+        eprintln!(
+            "warning: not waiting for service {name} to converge: no node has joined the \
+             cluster yet (start an agent; -d skips waiting)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut progress = Progress::new(args.mode(), Box::new(std::io::stdout()));
     let timeout = (!args.timeout.is_zero()).then(|| args.timeout.as_std());
     watch::run(client, name, goal, baseline.as_ref(), timeout, &mut progress).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A cluster without nodes can run no task: waiting would never end.
+async fn no_nodes(client: &Client) -> anyhow::Result<bool> {
+    let nodes = client
+        .list::<Node>(&ListParams::default().limit(1))
+        .await
+        .context("cannot list nodes")?;
+    Ok(nodes.items.is_empty())
 }

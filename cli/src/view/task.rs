@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use serde_json::json;
-use swarm_api::{Task, TaskState};
+use swarm_api::Task;
 
 use super::natural_cmp;
 use crate::output::humanize::{ellipsis, familiar_image, full_id, human_duration, pretty, short_id};
@@ -168,11 +168,6 @@ fn ports(t: &Task) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Whether the task is one the service wants running now (not a replaced one).
-pub fn is_current(t: &Task) -> bool {
-    t.spec.desired_state <= TaskState::Running
 }
 
 #[cfg(test)]
