@@ -212,11 +212,11 @@ mod tests {
         let old = finished(&svc, 2, 1);
         let mut removing = (*task(&svc, 2, 2, Some("a"), TaskState::Running)).clone();
         removing.spec.desired_state = TaskState::Remove;
-        let tasks = vec![old.clone(), Arc::new(removing.clone())];
+        let tasks = [old.clone(), Arc::new(removing.clone())];
         let refs: Vec<&Arc<Task>> = tasks.iter().collect();
         assert!(expired(&svc, &refs, 5).is_empty());
         removing.status.state = TaskState::Shutdown;
-        let tasks = vec![old, Arc::new(removing)];
+        let tasks = [old, Arc::new(removing)];
         let refs: Vec<&Arc<Task>> = tasks.iter().collect();
         assert_eq!(names(&expired(&svc, &refs, 5)), vec!["web.2.1", "web.2.2"]);
     }
@@ -232,7 +232,7 @@ mod tests {
         );
         let mut done = (*task(&svc, 1, 1, Some("a"), TaskState::Complete)).clone();
         done.spec.desired_state = TaskState::Complete;
-        let tasks = vec![Arc::new(done)];
+        let tasks = [Arc::new(done)];
         let refs: Vec<&Arc<Task>> = tasks.iter().collect();
         assert!(expired(&svc, &refs, 0).is_empty());
     }

@@ -148,7 +148,7 @@ mod tests {
             .labels
             .insert("gpu".into(), "yes".into());
         nodes.insert(gpu, g);
-        let tasks = vec![
+        let tasks = [
             global_task(&svc, "a", 1, TaskState::Running),
             global_task(&svc, "paused", 1, TaskState::Running),
             global_task(&svc, "drained", 1, TaskState::Running),
@@ -195,7 +195,7 @@ mod tests {
         let nodes = ready_nodes(&["a", "b"]);
         let mut done = (*global_task(&svc, "a", 1, TaskState::Complete)).clone();
         done.spec.desired_state = TaskState::Complete;
-        let tasks = vec![Arc::new(done)];
+        let tasks = [Arc::new(done)];
         let refs: Vec<&Arc<Task>> = tasks.iter().collect();
         let inp = Inputs {
             nodes: &nodes,

@@ -40,11 +40,17 @@ pub fn decide(policy: &RestartPolicy, task: &Task, generation: i64, now: SystemT
         return Decision::GiveUp;
     }
     let now_ms = millis(now);
-    let mut history = if task.spec.service_generation == generation {
-        history_of(task)
-    } else {
-        Vec::new()
-    };
+    let ended = task.status.timestamp.map(|t| t.0).unwrap_or(UNIX_EPOCH);
+    let at = ended + policy.delay.as_std();
+    // The task ran an older spec: its successor is the first task of the new spec, not a
+    // restart (the update controller would have replaced it anyway).
+    if task.spec.service_generation != generation {
+        return Decision::Restart {
+            at,
+            history: Vec::new(),
+        };
+    }
+    let mut history = history_of(task);
     let window = policy.window.as_std();
     if !window.is_zero() {
         let since = now_ms.saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
@@ -54,8 +60,6 @@ pub fn decide(policy: &RestartPolicy, task: &Task, generation: i64, now: SystemT
     if max > 0 && history.len() as u64 >= max {
         return Decision::GiveUp;
     }
-    let ended = task.status.timestamp.map(|t| t.0).unwrap_or(UNIX_EPOCH);
-    let at = ended + policy.delay.as_std();
     if max > 0 {
         history.push(now_ms.max(millis(at)));
         let keep = usize::try_from(max).unwrap_or(usize::MAX);
@@ -182,10 +186,11 @@ mod tests {
             decide(&p, &failed(now, &history, 1), 1, now),
             Decision::GiveUp
         );
-        // The service changed since: counting starts over.
+        // The service changed since: counting starts over, and replacing the old-spec task
+        // is not a restart.
         assert!(matches!(
             decide(&p, &failed(now, &history, 1), 2, now),
-            Decision::Restart { .. }
+            Decision::Restart { history, .. } if history.is_empty()
         ));
     }
 

@@ -108,7 +108,7 @@ impl Sim {
     }
 
     pub async fn add_node_with(&self, name: &str, spec: NodeSpec) -> Result<Node, ClientError> {
-        let node = self.client.create(&Node::new(name, spec)).await?;
+        self.client.create(&Node::new(name, spec)).await?;
         self.lock().nodes.insert(name.to_string(), (true, None));
         heartbeat(&self.client, name).await?;
         self.client.get::<Node>(name).await
