@@ -6,6 +6,7 @@
 //! * `handlers` — one module per endpoint family (objects, list, watch, apply, transactions);
 //! * `watch_cache` — one store watch per kind, fanned out to every client watch from memory;
 //! * `registry` — typed CRUD with the API conventions (generation, no-op writes, CAS);
+//! * `cluster_pki` — the manager's CA, certificate and join tokens on disk;
 //! * `tls` — the TLS accept loop: TLS 1.3, client certificates → caller identity;
 //! * `authz` — who may do what, from the caller's certificate identity;
 //! * `admission` — rules about changes (immutable data, task states only move forward);
@@ -18,6 +19,7 @@
 
 pub mod admission;
 pub mod authz;
+pub mod cluster_pki;
 pub mod codec;
 pub mod dispatcher;
 pub mod errors;

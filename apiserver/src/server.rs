@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 
+use crate::cluster_pki::ClusterPki;
 use crate::dispatcher::DispatcherOptions;
 use crate::errors::ApiError;
 use crate::handlers::{self, AppState};
@@ -65,6 +66,11 @@ pub struct ServerOptions {
     /// default is `DEFAULT_DISPATCHER_LISTEN`).
     pub dispatcher_listen: Option<SocketAddr>,
     pub dispatcher: DispatcherOptions,
+    /// Serve HTTPS (TLS 1.3) with client certificates, from the cluster PKI under
+    /// `DATA_DIR/pki` (made on first start), and serve `/v1/join`.
+    pub tls: bool,
+    /// Addresses and names clients use to reach this apiserver; they go into its certificate.
+    pub advertise: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -78,6 +84,8 @@ impl Default for ServerOptions {
             cache: CacheOptions::default(),
             dispatcher_listen: None,
             dispatcher: DispatcherOptions::default(),
+            tls: false,
+            advertise: Vec::new(),
         }
     }
 }
@@ -104,6 +112,10 @@ pub enum ServerError {
     Unsupported(String),
     #[error(transparent)]
     SecretsKey(#[from] KeyFileError),
+    #[error("cluster PKI: {0}")]
+    Pki(#[from] crate::cluster_pki::PkiError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// One documented route (the OpenAPI document is generated from this table). `{plural}`
@@ -212,6 +224,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
     Router::new()
         .route("/v1/transactions", post(txn::transaction))
+        .route("/v1/join", post(join::join))
         .route("/v1/stacks/{name}/apply", post(apply::apply))
         .route("/v1/{plural}", get(list::list).post(objects::create))
         .route(
@@ -240,6 +253,12 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed",
             )
         })
+        // Inner to outer: who may do what, then "who are you", then size limits and metrics.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .layer(axum::middleware::from_fn(crate::tls::require_identity))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
@@ -293,6 +312,8 @@ pub struct Server {
     shutdown_tx: signal::Sender<bool>,
     registry: Registry,
     dispatcher: Option<(TcpListener, SocketAddr, DispatcherOptions)>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    pki: Option<Arc<ClusterPki>>,
 }
 
 impl Server {
@@ -312,7 +333,19 @@ impl Server {
         let cache = WatchCache::start(store.clone(), opts.cache.clone());
         let (shutdown_tx, shutdown) = signal::channel(false);
         let registry = Registry::new(store);
+        let (pki, tls) = if opts.tls {
+            let pki = ClusterPki::load_or_init(&opts.data_dir, &opts.advertise)?;
+            let config = crate::tls::server_config(
+                pki.ca.cert_pem(),
+                &pki.server_cert_pem,
+                &pki.server_key_pem,
+            )?;
+            (Some(pki), Some(config))
+        } else {
+            (None, None)
+        };
         let state = AppState {
+            pki: pki.clone(),
             registry: registry.clone(),
             cache: cache.clone(),
             metrics,
@@ -346,7 +379,14 @@ impl Server {
             shutdown_tx,
             registry,
             dispatcher,
+            tls,
+            pki,
         })
+    }
+
+    /// The cluster PKI, when the server runs with TLS.
+    pub fn pki(&self) -> Option<&Arc<ClusterPki>> {
+        self.pki.as_ref()
     }
 
     /// The address actually bound (with port 0 resolved).
@@ -356,7 +396,8 @@ impl Server {
 
     /// `http://<addr>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The gRPC dispatcher's address, when it runs.
@@ -377,8 +418,10 @@ impl Server {
             shutdown_tx,
             registry,
             dispatcher,
+            tls,
+            pki: _,
         } = self;
-        tracing::info!(%addr, "apiserver listening");
+        tracing::info!(%addr, tls = tls.is_some(), "apiserver listening");
         if let Some((listener, _, dopts)) = dispatcher {
             let mut stop = shutdown_tx.subscribe();
             let cache = cache.clone();
@@ -393,14 +436,21 @@ impl Server {
                 }
             });
         }
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("apiserver shutting down");
-                shutdown_tx.send_replace(true);
-            })
-            .await
-            .map_err(ServerError::Serve);
+        let stopping = async move {
+            shutdown.await;
+            tracing::info!("apiserver shutting down");
+            shutdown_tx.send_replace(true);
+        };
+        let result = match tls {
+            Some(config) => {
+                crate::tls::serve(listener, app, config, stopping).await;
+                Ok(())
+            }
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(stopping)
+                .await
+                .map_err(ServerError::Serve),
+        };
         cache.stop();
         result
     }
@@ -408,6 +458,7 @@ impl Server {
     /// Serves in a background task; the returned handle stops it.
     pub fn spawn(self) -> RunningServer {
         let addr = self.addr;
+        let url = self.url();
         let dispatcher_addr = self.dispatcher_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(self.run(async move {
@@ -415,6 +466,7 @@ impl Server {
         }));
         RunningServer {
             addr,
+            url,
             dispatcher_addr,
             stop: Some(tx),
             handle,
@@ -425,6 +477,7 @@ impl Server {
 /// A server serving in the background (tests). Dropping it stops the server.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    url: String,
     /// The gRPC dispatcher's address, when it runs.
     pub dispatcher_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -433,7 +486,7 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
     }
 
     /// Stops serving and waits until the server has finished.

@@ -153,13 +153,13 @@ pub async fn serve(
     }
 }
 
-/// Middleware: a request without a client identity gets 401, except on
-/// [`UNAUTHENTICATED_PATHS`].
+/// Middleware: over TLS, a request without a client identity gets 401, except on
+/// [`UNAUTHENTICATED_PATHS`]. Plain-HTTP requests (no `Peer` at all) pass.
 pub async fn require_identity(req: Request, next: Next) -> Response {
-    let known = req
-        .extensions()
-        .get::<Peer>()
-        .is_some_and(|p| p.0.is_some());
+    let known = match req.extensions().get::<Peer>() {
+        None => true,
+        Some(peer) => peer.0.is_some(),
+    };
     if known || UNAUTHENTICATED_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }

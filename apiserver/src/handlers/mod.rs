@@ -5,7 +5,9 @@
 //! (axum's own rejections are plain text, which kube-style clients cannot parse).
 
 pub mod apply;
+pub mod guard;
 pub mod health;
+pub mod join;
 pub mod list;
 pub mod objects;
 pub mod txn;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Flips to `true` when the server shuts down, ending every open watch.
     pub shutdown: signal::Receiver<bool>,
+    /// The cluster PKI, when serving TLS (it signs join requests).
+    pub pki: Option<Arc<crate::cluster_pki::ClusterPki>>,
 }
 
 /// A request body parsed as JSON (any shape; typed decoding comes after, with field paths).

@@ -21,6 +21,7 @@ use serde_json::Value;
 use swarm_api::{AnyObject, Kind, StatusCause, StatusReason, validation};
 
 use super::{AppState, JsonBody};
+use crate::authz::Verb;
 use crate::codec::{decode_any, parse_revision};
 use crate::errors::{ApiError, ApiResult};
 use crate::registry::{Subresource, plan_create, plan_delete, plan_update, prefix_causes};
@@ -59,9 +60,24 @@ impl Op {
 
 pub async fn transaction(
     State(st): State<AppState>,
+    peer: Option<axum::Extension<crate::tls::Peer>>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let ops = decode_ops(body)?;
+    if let Some(axum::Extension(crate::tls::Peer(Some(who)))) = &peer {
+        for (i, op) in ops.iter().enumerate() {
+            let (kind, name) = op.target();
+            let verb = match op {
+                Op::Create(_) => Verb::Create,
+                Op::Update(_, Subresource::Status) => Verb::UpdateStatus,
+                Op::Update(_, _) => Verb::Update,
+                Op::Delete { .. } => Verb::Delete,
+            };
+            super::guard::decide(&st, who, verb, kind, Some(&name), None)
+                .await
+                .map_err(|e| e.in_context(&format!("operations[{i}]")))?;
+        }
+    }
     for attempt in 1..=MAX_ATTEMPTS {
         let mut plans = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {

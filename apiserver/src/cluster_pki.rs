@@ -1,0 +1,282 @@
+//! The manager's PKI on disk: made on first start, loaded on every later one.
+//!
+//! ```text
+//! DATA_DIR/pki/ca.crt          the cluster CA certificate (shared with every node)
+//! DATA_DIR/pki/ca.key          its private key                         (0600)
+//! DATA_DIR/pki/apiserver.crt   this apiserver's certificate (SANs: advertise addresses)
+//! DATA_DIR/pki/apiserver.key                                           (0600)
+//! DATA_DIR/pki/cluster-id      the cluster's id, written into every certificate's O
+//! DATA_DIR/pki/join-tokens     "worker <token>\nmanager <token>\n"     (0600)
+//! ```
+//!
+//! Everything is written to a temporary name and renamed, so a crash never leaves half a key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use swarm_pki::{ClusterCa, DEFAULT_CERT_VALIDITY, Identity, JoinToken, Role};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error(transparent)]
+    Ca(#[from] swarm_pki::CaError),
+    #[error(transparent)]
+    Token(#[from] swarm_pki::TokenError),
+}
+
+/// The two join tokens; rotating one replaces it.
+#[derive(Clone, Debug)]
+pub struct JoinTokens {
+    pub worker: JoinToken,
+    pub manager: JoinToken,
+}
+
+/// The loaded PKI of this manager.
+pub struct ClusterPki {
+    dir: PathBuf,
+    pub ca: ClusterCa,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    tokens: RwLock<JoinTokens>,
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `content` atomically; `private` files get mode 0600.
+pub fn write_file(path: &Path, content: &str, private: bool) -> Result<(), PkiError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(content.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+fn parse_tokens(path: &Path, text: &str) -> Result<JoinTokens, PkiError> {
+    let corrupt = |message: &str| PkiError::Corrupt {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    };
+    let (mut worker, mut manager) = (None, None);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match line.split_once(' ') {
+            Some(("worker", t)) => worker = Some(t.parse()?),
+            Some(("manager", t)) => manager = Some(t.parse()?),
+            _ => {
+                return Err(corrupt(
+                    "expected lines `worker <token>` and `manager <token>`",
+                ));
+            }
+        }
+    }
+    Ok(JoinTokens {
+        worker: worker.ok_or_else(|| corrupt("no worker token"))?,
+        manager: manager.ok_or_else(|| corrupt("no manager token"))?,
+    })
+}
+
+impl ClusterPki {
+    /// Loads the PKI under `data_dir/pki`, creating a new cluster's on first start.
+    /// `sans` (IP addresses, DNS names) go into this apiserver's certificate when it is made.
+    pub fn load_or_init(data_dir: &Path, sans: &[String]) -> Result<Arc<Self>, PkiError> {
+        let dir = data_dir.join("pki");
+        let ca_crt = dir.join("ca.crt");
+        if !ca_crt.exists() {
+            let cluster_id = new_id();
+            let ca = ClusterCa::generate(&cluster_id)?;
+            write_file(&dir.join("ca.key"), &ca.key_pem(), true)?;
+            write_file(&dir.join("cluster-id"), &cluster_id, false)?;
+            // The CA certificate last: its presence means the rest is there.
+            write_file(&ca_crt, ca.cert_pem(), false)?;
+            tracing::info!(cluster = %cluster_id, dir = %dir.display(), "created the cluster CA");
+        }
+        let cluster_id = read(&dir.join("cluster-id"))?.trim().to_string();
+        let ca = ClusterCa::from_pem(&read(&ca_crt)?, &read(&dir.join("ca.key"))?, &cluster_id)?;
+
+        let (crt, key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
+        if !crt.exists() {
+            let mut names: Vec<String> = vec!["127.0.0.1".into(), "localhost".into()];
+            names.extend(sans.iter().cloned());
+            let id = Identity::new(
+                format!("apiserver-{}", new_id()),
+                Role::Manager,
+                &cluster_id,
+            );
+            let (cert_pem, key_pem) = ca.issue(&id, &names, DEFAULT_CERT_VALIDITY)?;
+            write_file(&key, &key_pem, true)?;
+            write_file(&crt, &cert_pem, false)?;
+        }
+        let tokens_path = dir.join("join-tokens");
+        let tokens = if tokens_path.exists() {
+            parse_tokens(&tokens_path, &read(&tokens_path)?)?
+        } else {
+            let t = JoinTokens {
+                worker: JoinToken::generate(ca.digest())?,
+                manager: JoinToken::generate(ca.digest())?,
+            };
+            write_tokens(&tokens_path, &t)?;
+            t
+        };
+        Ok(Arc::new(ClusterPki {
+            server_cert_pem: read(&crt)?,
+            server_key_pem: read(&key)?,
+            dir,
+            ca,
+            tokens: RwLock::new(tokens),
+        }))
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    pub fn tokens(&self) -> JoinTokens {
+        match self.tokens.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The role a presented token grants, if it is one of the current tokens.
+    pub fn role_for(&self, presented: &JoinToken) -> Option<Role> {
+        let t = self.tokens();
+        if t.worker.matches(presented) {
+            Some(Role::Worker)
+        } else if t.manager.matches(presented) {
+            Some(Role::Manager)
+        } else {
+            None
+        }
+    }
+
+    /// Replaces the token of `role` (worker or manager); the old one stops working at once.
+    pub fn rotate(&self, role: Role) -> Result<JoinToken, PkiError> {
+        let fresh = JoinToken::generate(self.ca.digest())?;
+        let mut guard = match self.tokens.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next = guard.clone();
+        match role {
+            Role::Manager => next.manager = fresh.clone(),
+            _ => next.worker = fresh.clone(),
+        }
+        write_tokens(&self.dir.join("join-tokens"), &next)?;
+        *guard = next;
+        Ok(fresh)
+    }
+
+    /// Issues the admin's client certificate into `dir` (`admin.crt`, `admin.key`) and
+    /// returns their paths.
+    pub fn write_admin_credentials(&self, dir: &Path) -> Result<(PathBuf, PathBuf), PkiError> {
+        let id = Identity::new("admin", Role::Admin, self.ca.cluster_id());
+        let (cert, key) = self.ca.issue(&id, &[], DEFAULT_CERT_VALIDITY)?;
+        let (crt_path, key_path) = (dir.join("admin.crt"), dir.join("admin.key"));
+        write_file(&key_path, &key, true)?;
+        write_file(&crt_path, &cert, false)?;
+        Ok((crt_path, key_path))
+    }
+}
+
+fn write_tokens(path: &Path, t: &JoinTokens) -> Result<(), PkiError> {
+    write_file(
+        path,
+        &format!("worker {}\nmanager {}\n", t.worker, t.manager),
+        true,
+    )
+}
+
+/// A 25-character lowercase id, as Swarm's node and cluster ids look.
+pub fn new_id() -> String {
+    let u = uuid::Uuid::new_v4().as_u128();
+    let mut n = u;
+    let mut s = String::with_capacity(25);
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    for _ in 0..25 {
+        s.push(ALPHABET[(n % 36) as usize] as char);
+        n /= 36;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_creates_and_later_starts_reload_the_same_pki() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = ClusterPki::load_or_init(dir.path(), &["10.1.2.3".into()]).unwrap();
+        let b = ClusterPki::load_or_init(dir.path(), &[]).unwrap();
+        assert_eq!(a.ca.digest(), b.ca.digest());
+        assert_eq!(a.server_cert_pem, b.server_cert_pem);
+        assert_eq!(a.tokens().worker.to_string(), b.tokens().worker.to_string());
+        for private in ["ca.key", "apiserver.key", "join-tokens"] {
+            let mode = std::fs::metadata(dir.path().join("pki").join(private))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{private}");
+        }
+    }
+
+    #[test]
+    fn tokens_grant_their_role_until_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_or_init(dir.path(), &[]).unwrap();
+        let t = pki.tokens();
+        assert_eq!(pki.role_for(&t.worker), Some(Role::Worker));
+        assert_eq!(pki.role_for(&t.manager), Some(Role::Manager));
+        let fresh = pki.rotate(Role::Worker).unwrap();
+        assert_eq!(pki.role_for(&t.worker), None);
+        assert_eq!(pki.role_for(&fresh), Some(Role::Worker));
+        assert_eq!(pki.role_for(&t.manager), Some(Role::Manager));
+        // The rotation is on disk too.
+        let again = ClusterPki::load_or_init(dir.path(), &[]).unwrap();
+        assert_eq!(again.role_for(&t.worker), None);
+        assert_eq!(again.role_for(&fresh), Some(Role::Worker));
+    }
+
+    #[test]
+    fn ids_look_like_swarms() {
+        let id = new_id();
+        assert_eq!(id.len(), 25);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        );
+        assert_ne!(new_id(), id);
+    }
+}

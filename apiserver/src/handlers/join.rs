@@ -1,0 +1,84 @@
+//! `POST /v1/join`: a machine with a join token and a CSR gets a certificate.
+//!
+//! The only endpoint served without a client certificate. The token (checked in constant
+//! time) decides the role; the apiserver, not the CSR, decides the identity: a fresh node id,
+//! the token's role, this cluster. The machine checked our CA against the token's digest
+//! before calling (it pins the CA for this one request), so a forged manager learns nothing.
+//!
+//! ```json
+//! → {"token": "SWMTKN-1-…", "csr": "-----BEGIN CERTIFICATE REQUEST-----…", "hostname": "worker-1"}
+//! ← {"nodeId": "…", "role": "swarm-worker", "certificate": "-----BEGIN CERTIFICATE-----…",
+//!    "ca": "-----BEGIN CERTIFICATE-----…"}
+//! ```
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use swarm_api::{StatusCause, StatusReason};
+use swarm_pki::{DEFAULT_CERT_VALIDITY, Identity, JoinToken};
+
+use super::{AppState, JsonBody};
+use crate::errors::{ApiError, ApiResult};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinRequest {
+    token: String,
+    csr: String,
+    #[serde(default)]
+    hostname: String,
+}
+
+fn invalid(field: &str, message: String) -> ApiError {
+    ApiError(Box::new(swarm_api::Status::invalid(
+        "JoinRequest",
+        "",
+        vec![StatusCause::invalid(field, message)],
+    )))
+}
+
+pub async fn join(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+    let Some(pki) = st.pki.as_ref() else {
+        return Err(ApiError::new(
+            StatusReason::NotFound,
+            "this apiserver runs without TLS, so it has no CA to join; start it with --tls",
+        ));
+    };
+    let req: JoinRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid join request: {e}")))?;
+    let presented: JoinToken = req
+        .token
+        .parse()
+        .map_err(|e: swarm_pki::TokenError| invalid("token", e.to_string()))?;
+    if presented.ca_digest != pki.ca.digest() {
+        return Err(ApiError::new(
+            StatusReason::Unauthorized,
+            "the join token belongs to another cluster (its CA digest is not this cluster's CA)",
+        ));
+    }
+    let Some(role) = pki.role_for(&presented) else {
+        return Err(ApiError::new(
+            StatusReason::Unauthorized,
+            "the join token is not valid (it may have been rotated); get the current one with `swarm join-token worker` on a manager",
+        ));
+    };
+    let node_id = crate::cluster_pki::new_id();
+    let identity = Identity::new(&node_id, role, pki.ca.cluster_id());
+    let certificate = pki
+        .ca
+        .sign_csr(&req.csr, &identity, &[], DEFAULT_CERT_VALIDITY)
+        .map_err(|e| {
+            invalid(
+                "csr",
+                format!("not a usable certificate signing request: {e}"),
+            )
+        })?;
+    tracing::info!(node = %node_id, hostname = %req.hostname, %role, "machine joined");
+    Ok(Json(json!({
+        "nodeId": node_id,
+        "role": role.as_str(),
+        "certificate": certificate,
+        "ca": pki.ca.cert_pem(),
+    })))
+}
