@@ -35,6 +35,14 @@ struct Args {
     /// Do not run the dispatcher.
     #[arg(long)]
     no_dispatcher: bool,
+    /// Serve HTTPS with client certificates; the cluster CA, this server's certificate and the
+    /// join tokens are made under DATA_DIR/pki on first start, and an admin certificate is
+    /// written to DATA_DIR/admin.crt and admin.key.
+    #[arg(long)]
+    tls: bool,
+    /// Addresses or names clients reach this server by (put into its certificate).
+    #[arg(long = "advertise-addr", value_delimiter = ',')]
+    advertise: Vec<String>,
     /// etcd endpoints, comma-separated (with `--store etcd`).
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     etcd_endpoints: Vec<String>,
@@ -50,8 +58,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let data_dir = args.data_dir.clone();
     let opts = ServerOptions {
         data_dir: args.data_dir,
+        tls: args.tls,
+        advertise: args.advertise,
         listen: args.listen,
         store: match args.store {
             StoreKind::Embedded => StoreConfig::Embedded,
@@ -63,6 +74,20 @@ async fn main() -> anyhow::Result<()> {
         ..ServerOptions::default()
     };
     let server = Server::bind(opts).await.context("starting the apiserver")?;
+    if let Some(pki) = server.pki() {
+        let (crt, key) = pki
+            .write_admin_credentials(&data_dir)
+            .context("writing the admin credentials")?;
+        let tokens = pki.tokens();
+        eprintln!(
+            "CA: {}\nadmin certificate: {} (key {})\nworker join token: {}\nmanager join token: {}",
+            pki.ca_path().display(),
+            crt.display(),
+            key.display(),
+            tokens.worker,
+            tokens.manager
+        );
+    }
     tracing::info!(url = %server.url(), dispatcher = ?server.dispatcher_addr(), "serving");
     server
         .run(async {
