@@ -173,6 +173,22 @@ fn mounts(task: &Task) -> Vec<Mount> {
         .collect()
 }
 
+/// The container's environment: the spec's, plus `TASK_NAME`, `TASK_SLOT`, `NODE_NAME` and
+/// `SERVICE_NAME` unless the spec sets them.
+fn env(task: &Task, node: &str) -> Vec<String> {
+    let mut env = task.spec.template.container.env.clone();
+    let mut add = |k: &str, v: String| {
+        env.entry(k.to_string()).or_insert(v);
+    };
+    add("TASK_NAME", task.metadata.name.clone());
+    add("SERVICE_NAME", task.spec.service.clone());
+    add("NODE_NAME", node.to_string());
+    if let Some(slot) = task.spec.slot {
+        add("TASK_SLOT", slot.to_string());
+    }
+    env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
 /// Docker's create request for the task's container on `node`.
 pub fn create_body(task: &Task, node: &str) -> ContainerCreateBody {
     let c = &task.spec.template.container;
@@ -268,7 +284,7 @@ pub fn create_body(task: &Task, node: &str) -> ContainerCreateBody {
         hostname: some_str(&c.hostname),
         user: some_str(&c.user),
         working_dir: some_str(&c.working_dir),
-        env: (!c.env.is_empty()).then(|| c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(env(task, node)),
         entrypoint: some_vec(&c.command),
         cmd: some_vec(&c.args),
         tty: Some(c.tty),
@@ -341,7 +357,11 @@ mod tests {
     #[test]
     fn create_body_maps_the_spec() {
         let b = create_body(&task(), "n1");
-        assert_eq!(b.env, Some(vec!["A=1".to_string()]));
+        let env = b.env.unwrap();
+        assert!(env.contains(&"A=1".to_string()));
+        assert!(env.contains(&"TASK_NAME=web.2.1".to_string()));
+        assert!(env.contains(&"TASK_SLOT=2".to_string()));
+        assert!(env.contains(&"NODE_NAME=n1".to_string()));
         assert_eq!(b.entrypoint, Some(vec!["/hello".to_string()]));
         assert_eq!(b.cmd, Some(vec!["--port".to_string(), "80".to_string()]));
         assert_eq!(b.stop_timeout, Some(10));
