@@ -1,7 +1,10 @@
 //! `swarm server`: run the control plane in this process.
 //!
-//! Today that is the apiserver (REST + watch over the embedded store or etcd); the controllers
-//! and a local agent join it as they are built, each still its own component. After binding,
+//! That is the apiserver (REST + watch over the embedded store or etcd) and every controller
+//! (`swarm_controllers::run("all", …)`, the same code as `swarm-controller all`, talking to
+//! the apiserver over its API like any client); a local agent joins it later. Each is still its
+//! own component. On Ctrl-C the controllers stop first (releasing their leases), then the
+//! apiserver. After binding,
 //! it writes `DIR/admin.conf` — a client config pointing at the real address (port 0 resolved)
 //! — so `swarm --config DIR/admin.conf get services` works at once, and logs the address.
 //! TLS is not set up yet: the API is plain HTTP.
@@ -14,6 +17,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use swarm_apiserver::server::{DEFAULT_LISTEN, Server, ServerOptions, StoreConfig};
 use swarm_client::ClientConfig;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
@@ -36,6 +40,9 @@ pub struct ServerArgs {
     /// etcd endpoints, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     pub etcd_endpoints: Vec<String>,
+    /// Run only the apiserver (controllers run elsewhere, e.g. `swarm-controller all`).
+    #[arg(long)]
+    pub no_controllers: bool,
 }
 
 /// The file `swarm server` writes for clients.
@@ -81,14 +88,42 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let server = start(&args).await?;
+        let stop = CancellationToken::new();
+        let controllers = if args.no_controllers {
+            None
+        } else {
+            let client = swarm_client::Client::from_config(&ClientConfig::single(server.url()))?;
+            Some(start_controllers(client, stop.clone()))
+        };
         server
-            .run(async {
+            .run(async move {
                 let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+                if let Some(c) = controllers {
+                    // Their leases are released through the apiserver: it stops after them.
+                    let _ = tokio::time::timeout(CONTROLLER_STOP, c).await;
+                }
             })
             .await
             .context("apiserver failed")
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long Ctrl-C waits for the controllers to finish their reconciles.
+const CONTROLLER_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs every controller in this process until `stop`.
+pub fn start_controllers(
+    client: swarm_client::Client,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let opts = swarm_controllers::Options::default();
+        if let Err(e) = swarm_controllers::run("all", client, opts, stop).await {
+            tracing::error!(error = %e, "controllers failed");
+        }
+    })
 }
 
 #[cfg(test)]
@@ -103,6 +138,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             store: StoreKind::Embedded,
             etcd_endpoints: vec![],
+            no_controllers: true,
         };
         let server = start(&args).await.unwrap();
         let url = server.url();
@@ -117,6 +153,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(created.metadata.generation, 1);
+        running.shutdown().await.unwrap();
+    }
+}
+
+#[cfg(test)]
+mod controller_tests {
+    use super::*;
+    use swarm_api::{Service, ServiceMode, ServiceSpec, Task};
+
+    /// `swarm server`'s controllers act on what the apiserver holds: a new service gets tasks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_in_process_controllers_create_tasks_for_a_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServerArgs {
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            store: StoreKind::Embedded,
+            etcd_endpoints: vec![],
+            no_controllers: false,
+        };
+        let server = start(&args).await.unwrap();
+        let client =
+            swarm_client::Client::from_config(&ClientConfig::single(server.url())).unwrap();
+        let running = server.spawn();
+        let stop = CancellationToken::new();
+        let controllers = start_controllers(client.clone(), stop.clone());
+        let mut spec = ServiceSpec {
+            mode: ServiceMode::Replicated { replicas: 2 },
+            ..ServiceSpec::default()
+        };
+        spec.task_template.container.image = "swarm-examples/hello:1".into();
+        client.create(&Service::new("web", spec)).await.unwrap();
+        let tasks = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            loop {
+                let l = client
+                    .list::<Task>(&swarm_client::ListParams::default())
+                    .await
+                    .unwrap();
+                if l.items.len() == 2 {
+                    return l.items;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("replication creates the tasks");
+        let mut names: Vec<String> = tasks.into_iter().map(|t| t.metadata.name).collect();
+        names.sort();
+        assert_eq!(names, vec!["web.1.1", "web.2.1"]);
+        stop.cancel();
+        controllers.await.unwrap();
         running.shutdown().await.unwrap();
     }
 }
