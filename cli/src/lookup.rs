@@ -29,9 +29,7 @@ pub async fn find<T: Resource>(client: &Client, name_or_id: &str) -> anyhow::Res
         .filter(|o| !prefix.is_empty() && full_id(&o.meta().uid).starts_with(&prefix))
         .collect();
     match matches.len() {
-        0 => anyhow::bail!(
-            "no such {noun}: {name_or_id} (list them with `swarm {noun} ls`)"
-        ),
+        0 => anyhow::bail!("no such {noun}: {name_or_id} (list them with `swarm {noun} ls`)"),
         1 => Ok(matches.remove(0)),
         n => anyhow::bail!(
             "{n} {noun}s have an ID starting with {name_or_id:?}: give more of the ID, or the name"
@@ -59,7 +57,9 @@ pub async fn update<T: Resource>(
             }
         }
     }
-    let e = last_err.map(anyhow::Error::new).unwrap_or_else(|| anyhow::anyhow!("conflict"));
+    let e = last_err
+        .map(anyhow::Error::new)
+        .unwrap_or_else(|| anyhow::anyhow!("conflict"));
     Err(e.context(format!(
         "{noun} {name_or_id} kept changing while being updated; try again"
     )))

@@ -25,22 +25,45 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create or update a stack's objects from Compose files or manifests.
+    #[command(
+        after_help = "Examples:\n  swarm apply -f voting.yml\n  swarm apply -f base.yml -f prod.yml --stack voting --prune\n  swarm apply -d -f voting.yml"
+    )]
     Apply(cmd::apply::ApplyArgs),
     /// Show what `apply` would change, as a unified diff (exit 1 when something would).
+    #[command(
+        after_help = "Examples:\n  swarm diff -f voting.yml\n  swarm diff -f voting.yml --prune"
+    )]
     Diff(cmd::diff::DiffArgs),
     /// List objects, or follow their changes with -w.
+    #[command(
+        after_help = "Examples:\n  swarm get services\n  swarm get tasks --field-selector spec.service=web -o wide\n  swarm get service web -o yaml\n  swarm get tasks -w -o json"
+    )]
     Get(cmd::get::GetArgs),
     /// Show one object in detail.
+    #[command(after_help = "Examples:\n  swarm describe service web\n  swarm describe node node-1")]
     Describe(cmd::describe::DescribeArgs),
     /// Delete objects by name.
+    #[command(
+        after_help = "Examples:\n  swarm delete service web api\n  swarm delete network voting_front"
+    )]
     Delete(cmd::delete::DeleteArgs),
     /// Check stack files without a server: every error, with file, line and column.
+    #[command(
+        after_help = "Examples:\n  swarm validate -f voting.yml\n  swarm validate -f base.yml -f prod.yml"
+    )]
     Validate(cmd::validate::ValidateArgs),
     /// Print the objects stack files become (YAML stream or JSON), without a server.
+    #[command(
+        after_help = "Examples:\n  swarm convert -f voting.yml\n  swarm convert -f voting.yml -o json"
+    )]
     Convert(cmd::convert::ConvertArgs),
     /// Write the JSON Schemas of the stack file and every kind into a directory.
+    #[command(after_help = "Examples:\n  swarm schema --out schemas/")]
     Schema(cmd::schema::SchemaArgs),
     /// Run the control plane (the apiserver, for now) in this process.
+    #[command(
+        after_help = "Examples:\n  swarm server --data-dir /var/lib/swarm\n  swarm server --data-dir ./data --listen 127.0.0.1:0\n  swarm server --data-dir ./data --store etcd --etcd-endpoints http://127.0.0.1:2379"
+    )]
     Server(cmd::server::ServerArgs),
     /// Manage services (docker's `service` commands).
     Service(cmd::service::ServiceArgs),
@@ -54,6 +77,14 @@ enum Command {
     Config(cmd::data::DataArgs),
     /// Manage stacks (docker's `stack` commands).
     Stack(cmd::stack::StackArgs),
+    /// Wait for a condition on an object (kubectl's `wait`).
+    Wait(cmd::wait::WaitCmdArgs),
+    /// Follow every change in the cluster, resumable by revision.
+    Events(cmd::events::EventsArgs),
+    /// Roll-out status, history and undo of services (kubectl's `rollout`).
+    Rollout(cmd::rollout::RolloutArgs),
+    /// Print a shell completion script.
+    Completion(cmd::completion::CompletionArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +112,13 @@ fn main() -> ExitCode {
         Command::Secret(args) => output::report(cmd::data::run(args, false)),
         Command::Config(args) => output::report(cmd::data::run(args, true)),
         Command::Stack(args) => output::report(cmd::stack::run(args)),
+        Command::Wait(args) => output::report(cmd::wait::run(args)),
+        Command::Events(args) => output::report(cmd::events::run(args)),
+        Command::Rollout(args) => output::report(cmd::rollout::run(args)),
+        Command::Completion(args) => output::report(cmd::completion::run(
+            args,
+            <Cli as clap::CommandFactory>::command(),
+        )),
     }
 }
 
@@ -92,5 +130,31 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// `--help` of every command that runs something shows at least one example.
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.has_subcommands() {
+                for sub in cmd.get_subcommands() {
+                    walk(sub, &path, missing);
+                }
+            } else if !cmd
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("Example"))
+            {
+                missing.push(path);
+            }
+        }
+        let mut missing = Vec::new();
+        for sub in super::Cli::command().get_subcommands() {
+            walk(sub, "swarm", &mut missing);
+        }
+        assert!(
+            missing.is_empty(),
+            "commands without an example: {missing:?}"
+        );
     }
 }

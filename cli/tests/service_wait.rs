@@ -17,7 +17,17 @@ async fn cluster_with_nodes() -> Cluster {
 async fn create_waits_until_every_replica_runs() {
     let c = cluster_with_nodes().await;
     let child = c
-        .command(&["service", "create", "--name", "web", "--replicas", "2", "--update-monitor", "0s", "nginx:1.27"])
+        .command(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--update-monitor",
+            "0s",
+            "nginx:1.27",
+        ])
         .spawn()
         .unwrap();
     let svc = c.service_when("web", |_| true).await;
@@ -26,8 +36,15 @@ async fn create_waits_until_every_replica_runs() {
     c.task(&svc, 2, 1, "node-2", TaskState::Running, "").await;
     let run = finish(child).await.ok();
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines[0].len(), 32, "the first line is the service ID: {run:#?}");
-    assert!(lines.contains(&"overall progress: 2 out of 2 tasks"), "{run:#?}");
+    assert_eq!(
+        lines[0].len(),
+        32,
+        "the first line is the service ID: {run:#?}"
+    );
+    assert!(
+        lines.contains(&"overall progress: 2 out of 2 tasks"),
+        "{run:#?}"
+    );
     assert!(lines.contains(&"1/2: running"), "{run:#?}");
     assert!(lines.contains(&"2/2: running"), "{run:#?}");
     assert_eq!(lines.last(), Some(&"verify: Service converged"), "{run:#?}");
@@ -36,7 +53,10 @@ async fn create_waits_until_every_replica_runs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn detach_returns_at_once_and_quiet_prints_only_the_id() {
     let c = cluster_with_nodes().await;
-    let run = c.swarm(&["service", "create", "-d", "--name", "web", "nginx"]).await.ok();
+    let run = c
+        .swarm(&["service", "create", "-d", "--name", "web", "nginx"])
+        .await
+        .ok();
     assert_eq!(run.stdout.lines().count(), 1, "{run:#?}");
     assert!(c.client.get::<swarm_api::Service>("web").await.is_ok());
 }
@@ -44,12 +64,36 @@ async fn detach_returns_at_once_and_quiet_prints_only_the_id() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_update_fails_with_the_reason() {
     let c = cluster_with_nodes().await;
-    c.swarm(&["service", "create", "-d", "--name", "web", "--update-monitor", "0s", "app:1"]).await.ok();
+    c.swarm(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--update-monitor",
+        "0s",
+        "app:1",
+    ])
+    .await
+    .ok();
     let svc = c.service_when("web", |_| true).await;
     c.task(&svc, 1, 1, "node-1", TaskState::Running, "").await;
-    let child = c.command(&["service", "update", "--image", "app:2", "web"]).spawn().unwrap();
-    let svc = c.service_when("web", |s| s.spec.task_template.container.image == "app:2").await;
-    c.task(&svc, 1, 2, "node-1", TaskState::Failed, "task: non-zero exit (1)").await;
+    let child = c
+        .command(&["service", "update", "--image", "app:2", "web"])
+        .spawn()
+        .unwrap();
+    let svc = c
+        .service_when("web", |s| s.spec.task_template.container.image == "app:2")
+        .await;
+    c.task(
+        &svc,
+        1,
+        2,
+        "node-1",
+        TaskState::Failed,
+        "task: non-zero exit (1)",
+    )
+    .await;
     c.service_status("web", |s| {
         s.status.update_status = Some(UpdateStatus {
             state: UpdateState::Paused,
@@ -70,9 +114,24 @@ async fn a_paused_update_fails_with_the_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_automatic_rollback_fails_the_update() {
     let c = cluster_with_nodes().await;
-    c.swarm(&["service", "create", "-d", "--name", "web", "--update-monitor", "0s", "app:1"]).await.ok();
-    let child = c.command(&["service", "update", "--image", "app:2", "web"]).spawn().unwrap();
-    c.service_when("web", |s| s.spec.task_template.container.image == "app:2").await;
+    c.swarm(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--update-monitor",
+        "0s",
+        "app:1",
+    ])
+    .await
+    .ok();
+    let child = c
+        .command(&["service", "update", "--image", "app:2", "web"])
+        .spawn()
+        .unwrap();
+    c.service_when("web", |s| s.spec.task_template.container.image == "app:2")
+        .await;
     c.service_status("web", |s| {
         s.status.update_status = Some(UpdateStatus {
             state: UpdateState::RollbackCompleted,
@@ -83,62 +142,135 @@ async fn an_automatic_rollback_fails_the_update() {
     .await;
     let run = finish(child).await;
     assert_eq!(run.code, Some(1), "{run:#?}");
-    assert!(run.stderr.contains("service rolled back: rollback completed"), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("service rolled back: rollback completed"),
+        "{run:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tasks_that_keep_failing_end_the_wait() {
     let c = cluster_with_nodes().await;
-    let child = c.command(&["service", "create", "--name", "web", "app:bad"]).spawn().unwrap();
+    let child = c
+        .command(&["service", "create", "--name", "web", "app:bad"])
+        .spawn()
+        .unwrap();
     let svc = c.service_when("web", |_| true).await;
     for attempt in 1..=3 {
-        c.task(&svc, 1, attempt, "node-1", TaskState::Failed, "task: non-zero exit (2)").await;
+        c.task(
+            &svc,
+            1,
+            attempt,
+            "node-1",
+            TaskState::Failed,
+            "task: non-zero exit (2)",
+        )
+        .await;
     }
     let run = finish(child).await;
     assert_eq!(run.code, Some(1), "{run:#?}");
-    assert!(run.stderr.contains("keep failing: web.1 failed 3 times"), "{run:#?}");
+    assert!(
+        run.stderr.contains("keep failing: web.1 failed 3 times"),
+        "{run:#?}"
+    );
     assert!(run.stderr.contains("non-zero exit (2)"), "{run:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_restores_the_previous_revision_and_waits_for_it() {
     let c = cluster_with_nodes().await;
-    c.swarm(&["service", "create", "-d", "--name", "web", "--rollback-monitor", "0s", "app:1"]).await.ok();
+    c.swarm(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--rollback-monitor",
+        "0s",
+        "app:1",
+    ])
+    .await
+    .ok();
     let v1 = c.service_when("web", |_| true).await;
-    c.swarm(&["service", "update", "-d", "--image", "app:2", "web"]).await.ok();
+    c.swarm(&["service", "update", "-d", "--image", "app:2", "web"])
+        .await
+        .ok();
     let v2 = c.service_when("web", |s| s.metadata.generation == 2).await;
     let revisions = vec![
-        ServiceRevision { generation: 1, template: v1.spec.task_template.clone(), created_at: None },
-        ServiceRevision { generation: 2, template: v2.spec.task_template.clone(), created_at: None },
+        ServiceRevision {
+            generation: 1,
+            template: v1.spec.task_template.clone(),
+            created_at: None,
+        },
+        ServiceRevision {
+            generation: 2,
+            template: v2.spec.task_template.clone(),
+            created_at: None,
+        },
     ];
-    c.service_status("web", |s| s.status.revisions = revisions.clone()).await;
+    c.service_status("web", |s| s.status.revisions = revisions.clone())
+        .await;
     let child = c.command(&["service", "rollback", "web"]).spawn().unwrap();
     let back = c.service_when("web", |s| s.spec.rollback.is_some()).await;
     assert_eq!(back.spec.task_template.container.image, "app:1");
-    assert_eq!(back.spec.rollback.as_ref().and_then(|r| r.to_generation), Some(1));
+    assert_eq!(
+        back.spec.rollback.as_ref().and_then(|r| r.to_generation),
+        Some(1)
+    );
     c.task(&back, 1, 3, "node-1", TaskState::Running, "").await;
     c.service_status("web", |s| {
-        s.status.update_status = Some(UpdateStatus { state: UpdateState::RollbackCompleted, ..Default::default() })
+        s.status.update_status = Some(UpdateStatus {
+            state: UpdateState::RollbackCompleted,
+            ..Default::default()
+        })
     })
     .await;
     let run = finish(child).await.ok();
-    assert!(run.stdout.starts_with("web\nrollback: manually requested rollback\n"), "{run:#?}");
-    assert!(run.stdout.contains("overall progress: rolling back update: 1 out of 1 tasks"), "{run:#?}");
-    assert!(run.stdout.ends_with("verify: Service converged\n"), "{run:#?}");
+    assert!(
+        run.stdout
+            .starts_with("web\nrollback: manually requested rollback\n"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout
+            .contains("overall progress: rolling back update: 1 out of 1 tasks"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.ends_with("verify: Service converged\n"),
+        "{run:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_prints_and_waits_for_the_new_count() {
     let c = cluster_with_nodes().await;
-    c.swarm(&["service", "create", "-d", "--name", "web", "--update-monitor", "0s", "app:1"]).await.ok();
+    c.swarm(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--update-monitor",
+        "0s",
+        "app:1",
+    ])
+    .await
+    .ok();
     let svc = c.service_when("web", |_| true).await;
     c.task(&svc, 1, 1, "node-1", TaskState::Running, "").await;
     let child = c.command(&["service", "scale", "web=2"]).spawn().unwrap();
-    let svc = c.service_when("web", |s| s.spec.replicas() == Some(2)).await;
+    let svc = c
+        .service_when("web", |s| s.spec.replicas() == Some(2))
+        .await;
     c.task(&svc, 2, 1, "node-2", TaskState::Running, "").await;
     let run = finish(child).await.ok();
     assert!(run.stdout.starts_with("web scaled to 2\n"), "{run:#?}");
-    assert!(run.stdout.contains("overall progress: 2 out of 2 tasks"), "{run:#?}");
+    assert!(
+        run.stdout.contains("overall progress: 2 out of 2 tasks"),
+        "{run:#?}"
+    );
     let err = c.swarm(&["service", "scale", "web=x"]).await;
     assert_eq!(err.code, Some(1));
     assert!(err.stderr.contains("whole number"), "{err:#?}");
@@ -147,15 +279,35 @@ async fn scale_prints_and_waits_for_the_new_count() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_timeout_names_what_is_stuck() {
     let c = cluster_with_nodes().await;
-    let run = c.swarm(&["service", "create", "--name", "web", "--timeout", "1s", "app:1"]).await;
+    let run = c
+        .swarm(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--timeout",
+            "1s",
+            "app:1",
+        ])
+        .await;
     assert_eq!(run.code, Some(1), "{run:#?}");
     assert!(run.stderr.contains("timed out after"), "{run:#?}");
-    assert!(run.stderr.contains("0 out of 1 tasks running (1/1: no task yet)"), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("0 out of 1 tasks running (1/1: no task yet)"),
+        "{run:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_nodes_there_is_nothing_to_wait_for() {
     let c = start().await;
-    let run = c.swarm(&["service", "create", "--name", "web", "app:1"]).await.ok();
-    assert!(run.stderr.contains("no node has joined the cluster"), "{run:#?}");
+    let run = c
+        .swarm(&["service", "create", "--name", "web", "app:1"])
+        .await
+        .ok();
+    assert!(
+        run.stderr.contains("no node has joined the cluster"),
+        "{run:#?}"
+    );
 }

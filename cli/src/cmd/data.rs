@@ -26,7 +26,9 @@ pub struct DataArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum DataCommand {
     /// Create from a file, or from stdin with `-`; prints the ID.
-    #[command(after_help = "Examples:\n  swarm secret create db_password ./password.txt\n  printf s3cret | swarm secret create api_key -")]
+    #[command(
+        after_help = "Examples:\n  swarm secret create db_password ./password.txt\n  printf s3cret | swarm secret create api_key -"
+    )]
     Create {
         name: String,
         /// The file holding the data, or `-` for stdin.
@@ -38,7 +40,10 @@ pub enum DataCommand {
         connect: ConnectArgs,
     },
     /// List them.
-    #[command(alias = "list", after_help = "Examples:\n  swarm secret ls\n  swarm config ls --format '{{.Name}} {{.CreatedAt}}'")]
+    #[command(
+        alias = "list",
+        after_help = "Examples:\n  swarm secret ls\n  swarm config ls --format '{{.Name}} {{.CreatedAt}}'"
+    )]
     Ls {
         #[arg(short, long)]
         quiet: bool,
@@ -59,7 +64,10 @@ pub enum DataCommand {
         connect: ConnectArgs,
     },
     /// Remove them.
-    #[command(alias = "remove", after_help = "Example:\n  swarm secret rm db_password")]
+    #[command(
+        alias = "remove",
+        after_help = "Example:\n  swarm secret rm db_password"
+    )]
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
@@ -72,7 +80,9 @@ pub enum DataCommand {
 fn read_data(file: &str) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
     if file == "-" {
-        std::io::stdin().read_to_end(&mut bytes).context("cannot read the data from stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read the data from stdin")?;
     } else {
         bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
     }
@@ -102,15 +112,28 @@ fn run_kind<T: Resource>(
 ) -> anyhow::Result<ExitCode> {
     let noun = lookup::noun::<T>();
     match args.command {
-        DataCommand::Create { name, file, labels, connect } => {
-            let spec = DataSpec { data: read_data(&file)?, template_driver: None };
+        DataCommand::Create {
+            name,
+            file,
+            labels,
+            connect,
+        } => {
+            let spec = DataSpec {
+                data: read_data(&file)?,
+                template_driver: None,
+            };
             let mut obj = new(name.clone(), spec);
             obj.meta_mut().labels = parse::labels(&labels);
             let client = connect.client()?;
-            let created = block_on(client.create(&obj))?.with_context(|| format!("cannot create {noun} {name}"))?;
+            let created = block_on(client.create(&obj))?
+                .with_context(|| format!("cannot create {noun} {name}"))?;
             output::emit(&format!("{}\n", full_id(&created.meta().uid)))?;
         }
-        DataCommand::Ls { quiet, format: f, connect } => {
+        DataCommand::Ls {
+            quiet,
+            format: f,
+            connect,
+        } => {
             let client = connect.client()?;
             let items = block_on(client.list_all::<T>(&ListParams::default()))?
                 .with_context(|| format!("cannot list {noun}s"))?
@@ -119,10 +142,17 @@ fn run_kind<T: Resource>(
             let l = view::list(&metas, format, SystemTime::now());
             output::emit(&l.render(f.as_deref(), quiet)?)?;
         }
-        DataCommand::Inspect { names, format: f, connect } => {
+        DataCommand::Inspect {
+            names,
+            format: f,
+            connect,
+        } => {
             let client = connect.client()?;
             let found = block_on(find_all::<T>(&client, &names))??;
-            let mut values: Vec<serde_json::Value> = found.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
+            let mut values: Vec<serde_json::Value> = found
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?;
             if T::KIND == swarm_api::Kind::Secret {
                 for v in &mut values {
                     if let Some(spec) = v.get_mut("spec").and_then(|s| s.as_object_mut()) {
@@ -163,6 +193,9 @@ mod tests {
         let err = read_data(big.to_str().unwrap()).unwrap_err().to_string();
         assert!(err.contains("at most"), "{err}");
         let err = read_data("/nonexistent/file").unwrap_err();
-        assert!(format!("{err:#}").contains("cannot read /nonexistent/file"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("cannot read /nonexistent/file"),
+            "{err:#}"
+        );
     }
 }

@@ -1,19 +1,23 @@
 //! One module per `swarm` subcommand.
 
 pub mod apply;
+pub mod completion;
 pub mod convert;
 pub mod data;
 pub mod delete;
 pub mod describe;
 pub mod diff;
+pub mod events;
 pub mod get;
 pub mod network;
 pub mod node;
+pub mod rollout;
 pub mod schema;
 pub mod server;
 pub mod service;
 pub mod stack;
 pub mod validate;
+pub mod wait;
 
 use serde::Serialize;
 
@@ -55,6 +59,9 @@ mod tests {
             inspect_json(&objs, None).unwrap(),
             "[\n    {\n        \"metadata\": {\n            \"name\": \"a\"\n        }\n    }\n]\n"
         );
-        assert_eq!(inspect_json(&objs, Some("{{.metadata.name}}")).unwrap(), "a\n");
+        assert_eq!(
+            inspect_json(&objs, Some("{{.metadata.name}}")).unwrap(),
+            "a\n"
+        );
     }
 }

@@ -22,10 +22,15 @@ pub struct NetworkArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum NetworkCommand {
     /// Create a network; prints its ID.
-    #[command(after_help = "Examples:\n  swarm network create -d overlay --attachable front\n  swarm network create --subnet 10.0.9.0/24 --gateway 10.0.9.1 back")]
+    #[command(
+        after_help = "Examples:\n  swarm network create -d overlay --attachable front\n  swarm network create --subnet 10.0.9.0/24 --gateway 10.0.9.1 back"
+    )]
     Create(CreateArgs),
     /// List networks.
-    #[command(alias = "list", after_help = "Examples:\n  swarm network ls\n  swarm network ls --filter driver=overlay -q")]
+    #[command(
+        alias = "list",
+        after_help = "Examples:\n  swarm network ls\n  swarm network ls --filter driver=overlay -q"
+    )]
     Ls {
         #[arg(short, long)]
         quiet: bool,
@@ -52,7 +57,10 @@ pub enum NetworkCommand {
         connect: ConnectArgs,
     },
     /// Remove networks.
-    #[command(alias = "remove", after_help = "Example:\n  swarm network rm front back")]
+    #[command(
+        alias = "remove",
+        after_help = "Example:\n  swarm network rm front back"
+    )]
     Rm {
         #[arg(required = true)]
         networks: Vec<String>,
@@ -118,7 +126,9 @@ fn keeps(n: &Network, filters: &[String]) -> anyhow::Result<bool> {
                 Some((lk, lv)) => n.metadata.labels.get(lk).is_some_and(|x| x == lv),
                 None => n.metadata.labels.contains_key(v),
             },
-            _ => anyhow::bail!("invalid filter {k:?}: the network filters are name, driver, id and label"),
+            _ => anyhow::bail!(
+                "invalid filter {k:?}: the network filters are name, driver, id and label"
+            ),
         };
         if !ok {
             return Ok(false);
@@ -136,7 +146,13 @@ pub fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot create network {}", a.name))?;
             output::emit(&format!("{}\n", full_id(&created.metadata.uid)))?;
         }
-        NetworkCommand::Ls { quiet, no_trunc, format, filter, connect } => {
+        NetworkCommand::Ls {
+            quiet,
+            no_trunc,
+            format,
+            filter,
+            connect,
+        } => {
             let client = connect.client()?;
             let all = block_on(client.list_all::<Network>(&ListParams::default()))?
                 .context("cannot list networks")?
@@ -150,7 +166,11 @@ pub fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
             let l = view::network::list(&kept, !no_trunc, SystemTime::now());
             output::emit(&l.render(format.as_deref(), quiet)?)?;
         }
-        NetworkCommand::Inspect { networks, format, connect } => {
+        NetworkCommand::Inspect {
+            networks,
+            format,
+            connect,
+        } => {
             let client = connect.client()?;
             let found = block_on(async {
                 let mut v = Vec::new();
@@ -171,7 +191,10 @@ pub fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
 
 /// Removes objects by name or ID, printing each as given; failures are reported and the rest
 /// still removed.
-pub fn remove<T: swarm_api::Resource>(client: &swarm_client::Client, names: &[String]) -> anyhow::Result<ExitCode> {
+pub fn remove<T: swarm_api::Resource>(
+    client: &swarm_client::Client,
+    names: &[String],
+) -> anyhow::Result<ExitCode> {
     block_on(async {
         let mut failed = false;
         for name in names {
@@ -185,12 +208,20 @@ pub fn remove<T: swarm_api::Resource>(client: &swarm_client::Client, names: &[St
                     output::emit(&format!("{name}\n"))?;
                 }
                 Err(e) => {
-                    eprintln!("error: cannot remove {} {name}: {}", lookup::noun::<T>(), output::describe_error(&e));
+                    eprintln!(
+                        "error: cannot remove {} {name}: {}",
+                        lookup::noun::<T>(),
+                        output::describe_error(&e)
+                    );
                     failed = true;
                 }
             }
         }
-        Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
     })?
 }
 
@@ -208,8 +239,19 @@ mod tests {
     #[test]
     fn flags_map_onto_the_spec() {
         let cli = Cli::try_parse_from([
-            "create", "-d", "overlay", "--subnet", "10.0.9.0/24", "--gateway", "10.0.9.1",
-            "--attachable", "-o", "encrypted=true", "--label", "team=a", "front",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.0.9.0/24",
+            "--gateway",
+            "10.0.9.1",
+            "--attachable",
+            "-o",
+            "encrypted=true",
+            "--label",
+            "team=a",
+            "front",
         ])
         .unwrap();
         let n = build(&cli.args).unwrap();

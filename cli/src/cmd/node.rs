@@ -24,7 +24,10 @@ pub struct NodeArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum NodeCommand {
     /// List nodes (`*` marks this machine).
-    #[command(alias = "list", after_help = "Examples:\n  swarm node ls\n  swarm node ls --filter role=manager -q\n  swarm node ls --format '{{.Hostname}} {{.Availability}}'")]
+    #[command(
+        alias = "list",
+        after_help = "Examples:\n  swarm node ls\n  swarm node ls --filter role=manager -q\n  swarm node ls --format '{{.Hostname}} {{.Availability}}'"
+    )]
     Ls {
         #[arg(short, long)]
         quiet: bool,
@@ -38,7 +41,9 @@ pub enum NodeCommand {
         connect: ConnectArgs,
     },
     /// Show nodes in detail.
-    #[command(after_help = "Examples:\n  swarm node inspect --pretty node-1\n  swarm node inspect -f '{{.status.addr}}' node-1")]
+    #[command(
+        after_help = "Examples:\n  swarm node inspect --pretty node-1\n  swarm node inspect -f '{{.status.addr}}' node-1"
+    )]
     Inspect {
         #[arg(required = true)]
         nodes: Vec<String>,
@@ -51,7 +56,9 @@ pub enum NodeCommand {
         connect: ConnectArgs,
     },
     /// List the tasks on nodes (default: this machine's node).
-    #[command(after_help = "Examples:\n  swarm node ps node-1\n  swarm node ps --filter desired-state=running node-1 node-2")]
+    #[command(
+        after_help = "Examples:\n  swarm node ps node-1\n  swarm node ps --filter desired-state=running node-1 node-2"
+    )]
     Ps {
         nodes: Vec<String>,
         #[command(flatten)]
@@ -60,7 +67,9 @@ pub enum NodeCommand {
         connect: ConnectArgs,
     },
     /// Change a node's availability, role or labels.
-    #[command(after_help = "Examples:\n  swarm node update --availability drain node-2\n  swarm node update --label-add zone=east --label-rm old node-1")]
+    #[command(
+        after_help = "Examples:\n  swarm node update --availability drain node-2\n  swarm node update --label-add zone=east --label-rm old node-1"
+    )]
     Update {
         node: String,
         /// active, pause or drain.
@@ -108,7 +117,12 @@ pub enum NodeCommand {
 
 pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        NodeCommand::Ls { quiet, format, filter, connect } => {
+        NodeCommand::Ls {
+            quiet,
+            format,
+            filter,
+            connect,
+        } => {
             let client = connect.client()?;
             let nodes = block_on(client.list_all::<Node>(&ListParams::default()))?
                 .context("cannot list nodes")?
@@ -122,17 +136,30 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             let me = local_hostname();
             output::emit(&view::list(&kept, me.as_deref()).render(format.as_deref(), quiet)?)?;
         }
-        NodeCommand::Inspect { nodes, pretty, format, connect } => {
+        NodeCommand::Inspect {
+            nodes,
+            pretty,
+            format,
+            connect,
+        } => {
             let client = connect.client()?;
             let found = block_on(find_all(&client, &nodes))??;
             let text = if pretty {
-                found.iter().map(|n| pretty_node(n, SystemTime::now())).collect::<Vec<_>>().join("\n")
+                found
+                    .iter()
+                    .map(|n| pretty_node(n, SystemTime::now()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             } else {
                 inspect_json(&found, format.as_deref())?
             };
             output::emit(&text)?;
         }
-        NodeCommand::Ps { nodes, flags, connect } => {
+        NodeCommand::Ps {
+            nodes,
+            flags,
+            connect,
+        } => {
             let client = connect.client()?;
             let nodes = if nodes.is_empty() {
                 vec![local_hostname().context("cannot tell this machine's hostname: name the node, e.g. `swarm node ps node-1`")?]
@@ -144,7 +171,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
                 for n in &nodes {
                     let node = lookup::find::<Node>(&client, n).await?;
                     let list = client
-                        .list_all::<Task>(&ListParams::default().fields(format!("spec.nodeName={}", node.metadata.name)))
+                        .list_all::<Task>(
+                            &ListParams::default()
+                                .fields(format!("spec.nodeName={}", node.metadata.name)),
+                        )
                         .await
                         .with_context(|| format!("cannot list the tasks of node {n}"))?;
                     tasks.extend(list.items);
@@ -153,7 +183,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             })??;
             output::emit(&flags.render(&tasks)?)?;
         }
-        NodeCommand::Update { node, availability, role, label_add, label_rm, connect } => {
+        NodeCommand::Update {
+            node,
+            availability,
+            role,
+            label_add,
+            label_rm,
+            connect,
+        } => {
             let client = connect.client()?;
             let updated = block_on(lookup::update::<Node>(&client, &node, |n| {
                 if let Some(a) = &availability {
@@ -170,9 +207,17 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             }))??;
             output::emit(&format!("{}\n", updated.metadata.name))?;
         }
-        NodeCommand::Promote { nodes, connect } => return set_role(&connect, &nodes, NodeRole::Manager),
-        NodeCommand::Demote { nodes, connect } => return set_role(&connect, &nodes, NodeRole::Worker),
-        NodeCommand::Rm { nodes, force, connect } => {
+        NodeCommand::Promote { nodes, connect } => {
+            return set_role(&connect, &nodes, NodeRole::Manager);
+        }
+        NodeCommand::Demote { nodes, connect } => {
+            return set_role(&connect, &nodes, NodeRole::Worker);
+        }
+        NodeCommand::Rm {
+            nodes,
+            force,
+            connect,
+        } => {
             let client = connect.client()?;
             return block_on(async {
                 let mut failed = false;
@@ -198,7 +243,11 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
-                Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+                Ok(if failed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
             })?;
         }
     }
@@ -221,7 +270,9 @@ fn set_role(connect: &ConnectArgs, nodes: &[String], role: NodeRole) -> anyhow::
             let msg = match (role, before.spec.role == role) {
                 (NodeRole::Manager, true) => format!("Node {name} is already a manager."),
                 (NodeRole::Worker, true) => format!("Node {name} is already a worker."),
-                (NodeRole::Manager, false) => format!("Node {name} promoted to a manager in the swarm."),
+                (NodeRole::Manager, false) => {
+                    format!("Node {name} promoted to a manager in the swarm.")
+                }
                 (NodeRole::Worker, false) => format!("Manager {name} demoted in the swarm."),
             };
             if before.spec.role != role {
@@ -248,7 +299,9 @@ pub fn keeps(n: &Node, filters: &[String]) -> anyhow::Result<bool> {
             "name" => n.metadata.name.starts_with(v) || hostname(n).starts_with(v),
             "availability" => wire(&n.spec.availability) == v,
             "id" => humanize::full_id(&n.metadata.uid).starts_with(&humanize::full_id(v)),
-            _ => anyhow::bail!("invalid filter {k:?}: the node filters are role, name, availability and id"),
+            _ => anyhow::bail!(
+                "invalid filter {k:?}: the node filters are role, name, availability and id"
+            ),
         };
         if !ok {
             return Ok(false);
@@ -265,27 +318,64 @@ pub fn pretty_node(n: &Node, now: SystemTime) -> String {
     if !n.spec.labels.is_empty() {
         o.push_str("Labels:\n");
         for (k, v) in &n.spec.labels {
-            let _ = writeln!(o, " - {k}{}", if v.is_empty() { String::new() } else { format!("={v}") });
+            let _ = writeln!(
+                o,
+                " - {k}{}",
+                if v.is_empty() {
+                    String::new()
+                } else {
+                    format!("={v}")
+                }
+            );
         }
     }
     let _ = writeln!(o, "Hostname:              \t{}", hostname(n));
-    let _ = writeln!(o, "Joined at:             \t{}", humanize::ago(n.metadata.creation_timestamp.as_ref(), now));
-    let _ = writeln!(o, "Status:\n State:\t\t\t{}", humanize::pretty(&wire(&n.status.state)));
+    let _ = writeln!(
+        o,
+        "Joined at:             \t{}",
+        humanize::ago(n.metadata.creation_timestamp.as_ref(), now)
+    );
+    let _ = writeln!(
+        o,
+        "Status:\n State:\t\t\t{}",
+        humanize::pretty(&wire(&n.status.state))
+    );
     if !n.status.message.is_empty() {
         let _ = writeln!(o, " Message:              \t{}", n.status.message);
     }
-    let _ = writeln!(o, " Availability:         \t{}", humanize::pretty(&wire(&n.spec.availability)));
+    let _ = writeln!(
+        o,
+        " Availability:         \t{}",
+        humanize::pretty(&wire(&n.spec.availability))
+    );
     if !n.status.addr.is_empty() {
         let _ = writeln!(o, " Address:\t\t{}", n.status.addr);
     }
     if n.spec.role == NodeRole::Manager {
-        let _ = writeln!(o, "Manager Status:\n Address:\t\t{}\n Raft Status:\t\t{}", n.status.addr, view::manager_status(n));
+        let _ = writeln!(
+            o,
+            "Manager Status:\n Address:\t\t{}\n Raft Status:\t\t{}",
+            n.status.addr,
+            view::manager_status(n)
+        );
     }
     let p = &n.status.platform;
-    let _ = writeln!(o, "Platform:\n Operating System:\t{}\n Architecture:\t\t{}", p.os, p.architecture);
+    let _ = writeln!(
+        o,
+        "Platform:\n Operating System:\t{}\n Architecture:\t\t{}",
+        p.os, p.architecture
+    );
     let r = &n.status.resources;
-    let mem = if r.memory_bytes > 0 { humanize::bytes_size(r.memory_bytes as f64) } else { String::new() };
-    let _ = writeln!(o, "Resources:\n CPUs:\t\t\t{}\n Memory:\t\t{mem}", r.nano_cpus / 1_000_000_000);
+    let mem = if r.memory_bytes > 0 {
+        humanize::bytes_size(r.memory_bytes as f64)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        o,
+        "Resources:\n CPUs:\t\t\t{}\n Memory:\t\t{mem}",
+        r.nano_cpus / 1_000_000_000
+    );
     let _ = writeln!(o, "Engine Version:\t\t{}", n.status.engine.engine_version);
     if !n.status.engine.labels.is_empty() {
         o.push_str("Engine Labels:\n");

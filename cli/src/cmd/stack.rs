@@ -27,10 +27,18 @@ pub struct StackArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum StackCommand {
     /// Deploy a stack from Compose files (or manifests) and wait for its services.
-    #[command(alias = "up", after_help = "Examples:\n  swarm stack deploy -c voting.yml voting\n  swarm stack deploy -c base.yml -c prod.yml --prune -d voting")]
+    #[command(
+        alias = "up",
+        after_help = "Examples:\n  swarm stack deploy -c voting.yml voting\n  swarm stack deploy -c base.yml -c prod.yml --prune -d voting"
+    )]
     Deploy {
         /// Compose files or manifests; later ones override earlier ones.
-        #[arg(short = 'c', long = "compose-file", value_name = "FILE", required = true)]
+        #[arg(
+            short = 'c',
+            long = "compose-file",
+            value_name = "FILE",
+            required = true
+        )]
         files: Vec<PathBuf>,
         /// Remove the stack's objects the files no longer list.
         #[arg(long)]
@@ -43,7 +51,10 @@ pub enum StackCommand {
         connect: ConnectArgs,
     },
     /// List stacks.
-    #[command(alias = "list", after_help = "Examples:\n  swarm stack ls\n  swarm stack ls --format '{{.Name}}'")]
+    #[command(
+        alias = "list",
+        after_help = "Examples:\n  swarm stack ls\n  swarm stack ls --format '{{.Name}}'"
+    )]
     Ls {
         /// Go-template-style format, e.g. '{{.Name}} {{.Services}}'.
         #[arg(long)]
@@ -52,7 +63,9 @@ pub enum StackCommand {
         connect: ConnectArgs,
     },
     /// List the tasks of a stack.
-    #[command(after_help = "Examples:\n  swarm stack ps voting\n  swarm stack ps --filter desired-state=running voting")]
+    #[command(
+        after_help = "Examples:\n  swarm stack ps voting\n  swarm stack ps --filter desired-state=running voting"
+    )]
     Ps {
         stack: String,
         #[command(flatten)]
@@ -61,7 +74,9 @@ pub enum StackCommand {
         connect: ConnectArgs,
     },
     /// List the services of a stack.
-    #[command(after_help = "Examples:\n  swarm stack services voting\n  swarm stack services -q voting")]
+    #[command(
+        after_help = "Examples:\n  swarm stack services voting\n  swarm stack services -q voting"
+    )]
     Services {
         stack: String,
         #[arg(short, long)]
@@ -91,7 +106,12 @@ async fn of_stack<T: Resource>(client: &Client, stack: &str) -> anyhow::Result<V
     Ok(client
         .list_all::<T>(&selector(stack))
         .await
-        .with_context(|| format!("cannot list the {}s of stack {stack}", crate::lookup::noun::<T>()))?
+        .with_context(|| {
+            format!(
+                "cannot list the {}s of stack {stack}",
+                crate::lookup::noun::<T>()
+            )
+        })?
         .items)
 }
 
@@ -105,7 +125,11 @@ pub fn describe_apply(resp: &ApplyResponse) -> String {
             ApplyAction::Pruned => "Removing",
             ApplyAction::Unchanged => continue,
         };
-        out.push_str(&format!("{verb} {} {}\n", r.kind.to_ascii_lowercase(), r.name));
+        out.push_str(&format!(
+            "{verb} {} {}\n",
+            r.kind.to_ascii_lowercase(),
+            r.name
+        ));
     }
     out
 }
@@ -137,7 +161,10 @@ pub async fn wait_applied(
 }
 
 /// The update status of every service of `stack`, before a change.
-pub async fn baselines(client: &Client, stack: &str) -> anyhow::Result<BTreeMap<String, Option<UpdateStatus>>> {
+pub async fn baselines(
+    client: &Client,
+    stack: &str,
+) -> anyhow::Result<BTreeMap<String, Option<UpdateStatus>>> {
     Ok(of_stack::<Service>(client, stack)
         .await?
         .into_iter()
@@ -147,7 +174,13 @@ pub async fn baselines(client: &Client, stack: &str) -> anyhow::Result<BTreeMap<
 
 pub fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        StackCommand::Deploy { files, prune, stack, wait, connect } => {
+        StackCommand::Deploy {
+            files,
+            prune,
+            stack,
+            wait,
+            connect,
+        } => {
             let loaded = load(&files, Some(&stack))?;
             let client = connect.client()?;
             block_on(async {
@@ -162,13 +195,18 @@ pub fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
         }
         StackCommand::Ls { format, connect } => {
             let client = connect.client()?;
-            let services = block_on(client.list_all::<Service>(&ListParams::default().labels(STACK_LABEL)))?
-                .context("cannot list services")?
-                .items;
+            let services =
+                block_on(client.list_all::<Service>(&ListParams::default().labels(STACK_LABEL)))?
+                    .context("cannot list services")?
+                    .items;
             output::emit(&view::stack::list(&services).render(format.as_deref(), false)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        StackCommand::Ps { stack, flags, connect } => {
+        StackCommand::Ps {
+            stack,
+            flags,
+            connect,
+        } => {
             let client = connect.client()?;
             let tasks = block_on(async {
                 let mut tasks = Vec::new();
@@ -184,7 +222,12 @@ pub fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
             output::emit(&flags.render(&tasks)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        StackCommand::Services { stack, quiet, format, connect } => {
+        StackCommand::Services {
+            stack,
+            quiet,
+            format,
+            connect,
+        } => {
             let client = connect.client()?;
             let services = block_on(of_stack::<Service>(&client, &stack))??;
             if services.is_empty() && !quiet {
@@ -201,7 +244,11 @@ pub fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
                 for stack in &stacks {
                     failed |= !remove_stack(&client, stack).await?;
                 }
-                Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+                Ok(if failed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
             })?
         }
     }

@@ -74,7 +74,9 @@ pub fn assess(
     let mut a = match &service.spec.mode {
         ServiceMode::Replicated { replicas } => replicated(&current, tasks, *replicas),
         ServiceMode::Global {} | ServiceMode::GlobalJob {} => global(service, &current, nodes),
-        ServiceMode::ReplicatedJob { total_completions, .. } => job(&current, *total_completions),
+        ServiceMode::ReplicatedJob {
+            total_completions, ..
+        } => job(&current, *total_completions),
     };
     if let Some(reason) = keeps_failing(service, &current) {
         a.verdict = Verdict::Failed(reason);
@@ -130,15 +132,15 @@ pub fn assess(
     a
 }
 
-fn replicated(
-    current: &[&Task],
-    all: &[Task],
-    replicas: u64,
-) -> Assessment {
+fn replicated(current: &[&Task], all: &[Task], replicas: u64) -> Assessment {
     let mut slots = Vec::new();
     let mut running = 0;
     for slot in 1..=replicas {
-        let task = latest(current.iter().filter(|t| t.spec.slot == Some(slot) && live(t)));
+        let task = latest(
+            current
+                .iter()
+                .filter(|t| t.spec.slot == Some(slot) && live(t)),
+        );
         if task.is_some_and(|t| t.status.state == TaskState::Running) {
             running += 1;
         }
@@ -164,16 +166,13 @@ fn replicated(
     }
 }
 
-fn global(
-    service: &Service,
-    current: &[&Task],
-    nodes: &[Node],
-) -> Assessment {
+fn global(service: &Service, current: &[&Task], nodes: &[Node]) -> Assessment {
     let mut by_node: BTreeMap<String, Option<&Task>> = BTreeMap::new();
     let constrained = !service.spec.task_template.placement.constraints.is_empty();
     if !constrained {
         for n in nodes {
-            if n.status.state == NodeState::Ready && n.spec.availability == NodeAvailability::Active {
+            if n.status.state == NodeState::Ready && n.spec.availability == NodeAvailability::Active
+            {
                 by_node.insert(n.metadata.name.clone(), None);
             }
         }
@@ -187,13 +186,20 @@ fn global(
         }
     }
     let job = service.spec.mode.is_job();
-    let goal_state = if job { TaskState::Complete } else { TaskState::Running };
+    let goal_state = if job {
+        TaskState::Complete
+    } else {
+        TaskState::Running
+    };
     let done = by_node
         .values()
         .filter(|t| t.is_some_and(|t| t.status.state == goal_state))
         .count() as u64;
     let desired = (by_node.len() as u64).max(service.status.replicas.desired);
-    let slots = by_node.iter().map(|(n, t)| progress(n.clone(), *t)).collect();
+    let slots = by_node
+        .iter()
+        .map(|(n, t)| progress(n.clone(), *t))
+        .collect();
     Assessment {
         running: done,
         desired,
@@ -217,7 +223,10 @@ fn job(current: &[&Task], total: u64) -> Assessment {
     let mut seen: BTreeMap<u64, &Task> = BTreeMap::new();
     for t in current {
         let slot = t.spec.slot.unwrap_or(0);
-        if seen.get(&slot).is_none_or(|old| t.spec.attempt > old.spec.attempt) {
+        if seen
+            .get(&slot)
+            .is_none_or(|old| t.spec.attempt > old.spec.attempt)
+        {
             seen.insert(slot, t);
         }
     }
@@ -272,7 +281,9 @@ fn keeps_failing(service: &Service, current: &[&Task]) -> Option<String> {
             failures.entry(key).or_default().push(t);
         }
     }
-    let (name, tasks) = failures.into_iter().find(|(_, v)| v.len() >= MAX_FAILURES)?;
+    let (name, tasks) = failures
+        .into_iter()
+        .find(|(_, v)| v.len() >= MAX_FAILURES)?;
     let last = tasks.iter().max_by_key(|t| t.spec.attempt)?;
     let why = if last.status.err.is_empty() {
         last.status.message.clone()
@@ -301,7 +312,14 @@ mod tests {
         .unwrap()
     }
 
-    fn task(slot: Option<u64>, node: &str, attempt: u64, image: &str, desired: &str, state: &str) -> Task {
+    fn task(
+        slot: Option<u64>,
+        node: &str,
+        attempt: u64,
+        image: &str,
+        desired: &str,
+        state: &str,
+    ) -> Task {
         serde_json::from_value(json!({
             "metadata": {"name": format!("web.{}.{attempt}", slot.map_or(node.to_string(), |s| s.to_string()))},
             "spec": {"service": "web", "slot": slot, "nodeName": node, "attempt": attempt,
@@ -331,11 +349,24 @@ mod tests {
             task(Some(2), "n2", 1, "v1", "running", "running"),
         ];
         let a = assess(&s, &tasks, &[], Goal::Update, None);
-        assert_eq!((a.running, a.desired, a.verdict.clone()), (1, 2, Verdict::Waiting));
-        assert_eq!(a.slots[0], SlotProgress { label: "1/2".into(), state: Some(TaskState::Running), message: String::new() });
+        assert_eq!(
+            (a.running, a.desired, a.verdict.clone()),
+            (1, 2, Verdict::Waiting)
+        );
+        assert_eq!(
+            a.slots[0],
+            SlotProgress {
+                label: "1/2".into(),
+                state: Some(TaskState::Running),
+                message: String::new()
+            }
+        );
         assert_eq!(a.slots[1].state, None);
         tasks.push(task(Some(2), "n2", 2, "v2", "running", "starting"));
-        assert_eq!(assess(&s, &tasks, &[], Goal::Update, None).slots[1].state, Some(TaskState::Starting));
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Update, None).slots[1].state,
+            Some(TaskState::Starting)
+        );
         tasks.push(task(Some(2), "n2", 3, "v2", "running", "running"));
         let a = assess(&s, &tasks, &[], Goal::Update, None);
         assert_eq!((a.running, a.verdict), (2, Verdict::Converged));
@@ -348,21 +379,41 @@ mod tests {
             task(Some(1), "n1", 1, "v1", "running", "running"),
             task(Some(2), "n2", 1, "v1", "running", "running"),
         ];
-        assert_eq!(assess(&s, &tasks, &[], Goal::Update, None).verdict, Verdict::Waiting);
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Update, None).verdict,
+            Verdict::Waiting
+        );
         tasks[1] = task(Some(2), "n2", 1, "v1", "shutdown", "shutdown");
-        assert_eq!(assess(&s, &tasks, &[], Goal::Update, None).verdict, Verdict::Converged);
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Update, None).verdict,
+            Verdict::Converged
+        );
     }
 
     #[test]
     fn global_wants_one_task_per_ready_active_node() {
         let s = service(json!({"global": {}}), "v1");
-        let nodes = vec![node("n1", "ready", "active"), node("n2", "ready", "active"), node("n3", "ready", "drain"), node("n4", "down", "active")];
+        let nodes = vec![
+            node("n1", "ready", "active"),
+            node("n2", "ready", "active"),
+            node("n3", "ready", "drain"),
+            node("n4", "down", "active"),
+        ];
         let mut tasks = vec![task(None, "n1", 1, "v1", "running", "running")];
         let a = assess(&s, &tasks, &nodes, Goal::Create, None);
-        assert_eq!((a.running, a.desired, a.verdict.clone()), (1, 2, Verdict::Waiting));
-        assert_eq!(a.slots.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(), vec!["n1", "n2"]);
+        assert_eq!(
+            (a.running, a.desired, a.verdict.clone()),
+            (1, 2, Verdict::Waiting)
+        );
+        assert_eq!(
+            a.slots.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(),
+            vec!["n1", "n2"]
+        );
         tasks.push(task(None, "n2", 1, "v1", "running", "running"));
-        assert_eq!(assess(&s, &tasks, &nodes, Goal::Create, None).verdict, Verdict::Converged);
+        assert_eq!(
+            assess(&s, &tasks, &nodes, Goal::Create, None).verdict,
+            Verdict::Converged
+        );
     }
 
     #[test]
@@ -373,18 +424,35 @@ mod tests {
             serde_json::from_value(json!({"state": state, "message": msg})).unwrap()
         };
         s.status.update_status = Some(status("updating", ""));
-        assert_eq!(assess(&s, &tasks, &[], Goal::Update, None).verdict, Verdict::Waiting);
-        s.status.update_status = Some(status("completed", ""));
-        assert_eq!(assess(&s, &tasks, &[], Goal::Update, None).verdict, Verdict::Converged);
-        s.status.update_status = Some(status("paused", "update paused due to failure of task web.1.2"));
         assert_eq!(
             assess(&s, &tasks, &[], Goal::Update, None).verdict,
-            Verdict::Failed("service update paused: update paused due to failure of task web.1.2".into())
+            Verdict::Waiting
+        );
+        s.status.update_status = Some(status("completed", ""));
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Update, None).verdict,
+            Verdict::Converged
+        );
+        s.status.update_status = Some(status(
+            "paused",
+            "update paused due to failure of task web.1.2",
+        ));
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Update, None).verdict,
+            Verdict::Failed(
+                "service update paused: update paused due to failure of task web.1.2".into()
+            )
         );
         // The same paused status seen before the wait began is an old story.
         let old = s.status.update_status.clone();
-        assert_eq!(assess(&s, &tasks, &[], Goal::Update, old.as_ref()).verdict, Verdict::Converged);
-        s.status.update_status = Some(status("rollback_started", "update rolled back due to failure"));
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Update, old.as_ref()).verdict,
+            Verdict::Converged
+        );
+        s.status.update_status = Some(status(
+            "rollback_started",
+            "update rolled back due to failure",
+        ));
         let a = assess(&s, &tasks, &[], Goal::Update, None);
         assert_eq!((a.verdict, a.rolling_back), (Verdict::Waiting, true));
         assert_eq!(a.note.as_deref(), Some("update rolled back due to failure"));
@@ -393,7 +461,10 @@ mod tests {
             assess(&s, &tasks, &[], Goal::Update, None).verdict,
             Verdict::Failed("service rolled back: rolled back".into())
         );
-        assert_eq!(assess(&s, &tasks, &[], Goal::Rollback, None).verdict, Verdict::Converged);
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Rollback, None).verdict,
+            Verdict::Converged
+        );
         s.status.update_status = Some(status("rollback_paused", ""));
         assert_eq!(
             assess(&s, &tasks, &[], Goal::Rollback, None).verdict,
@@ -404,21 +475,45 @@ mod tests {
     #[test]
     fn repeated_failures_end_the_wait() {
         let s = service(replicated(1), "v1");
-        let mut tasks: Vec<Task> = (1..MAX_FAILURES as u64).map(|i| task(Some(1), "n1", i, "v1", "shutdown", "failed")).collect();
-        assert_eq!(assess(&s, &tasks, &[], Goal::Create, None).verdict, Verdict::Waiting);
-        tasks.push(task(Some(1), "n1", MAX_FAILURES as u64, "v1", "shutdown", "failed"));
+        let mut tasks: Vec<Task> = (1..MAX_FAILURES as u64)
+            .map(|i| task(Some(1), "n1", i, "v1", "shutdown", "failed"))
+            .collect();
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Create, None).verdict,
+            Verdict::Waiting
+        );
+        tasks.push(task(
+            Some(1),
+            "n1",
+            MAX_FAILURES as u64,
+            "v1",
+            "shutdown",
+            "failed",
+        ));
         let Verdict::Failed(why) = assess(&s, &tasks, &[], Goal::Create, None).verdict else {
             panic!("expected a failure");
         };
-        assert!(why.contains("web.1 failed 3 times") && why.contains("exit 1"), "{why}");
+        assert!(
+            why.contains("web.1 failed 3 times") && why.contains("exit 1"),
+            "{why}"
+        );
     }
 
     #[test]
     fn jobs_converge_on_completions() {
-        let s = service(json!({"replicatedJob": {"maxConcurrent": 1, "totalCompletions": 2}}), "v1");
+        let s = service(
+            json!({"replicatedJob": {"maxConcurrent": 1, "totalCompletions": 2}}),
+            "v1",
+        );
         let mut tasks = vec![task(Some(1), "n1", 1, "v1", "complete", "complete")];
-        assert_eq!(assess(&s, &tasks, &[], Goal::Create, None).verdict, Verdict::Waiting);
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Create, None).verdict,
+            Verdict::Waiting
+        );
         tasks.push(task(Some(2), "n1", 1, "v1", "complete", "complete"));
-        assert_eq!(assess(&s, &tasks, &[], Goal::Create, None).verdict, Verdict::Converged);
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Create, None).verdict,
+            Verdict::Converged
+        );
     }
 }

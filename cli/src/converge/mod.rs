@@ -65,7 +65,15 @@ pub async fn wait_service(
     }
     let mut progress = Progress::new(args.mode(), Box::new(std::io::stdout()));
     let timeout = (!args.timeout.is_zero()).then(|| args.timeout.as_std());
-    watch::run(client, name, goal, baseline.as_ref(), timeout, &mut progress).await?;
+    watch::run(
+        client,
+        name,
+        goal,
+        baseline.as_ref(),
+        timeout,
+        &mut progress,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -40,7 +40,11 @@ pub fn lines(a: &Assessment, bars: bool) -> Vec<(String, String)> {
     if let Some(note) = &a.note {
         out.push(("rollback".to_string(), format!("rollback: {note}")));
     }
-    let what = if a.rolling_back { "rolling back update: " } else { "" };
+    let what = if a.rolling_back {
+        "rolling back update: "
+    } else {
+        ""
+    };
     out.push((
         "overall".to_string(),
         format!(
@@ -138,14 +142,21 @@ mod tests {
     fn assessment(states: &[Option<TaskState>]) -> Assessment {
         let n = states.len();
         Assessment {
-            running: states.iter().filter(|s| **s == Some(TaskState::Running)).count() as u64,
+            running: states
+                .iter()
+                .filter(|s| **s == Some(TaskState::Running))
+                .count() as u64,
             desired: n as u64,
             rolling_back: false,
             note: None,
             slots: states
                 .iter()
                 .enumerate()
-                .map(|(i, s)| SlotProgress { label: format!("{}/{n}", i + 1), state: *s, message: String::new() })
+                .map(|(i, s)| SlotProgress {
+                    label: format!("{}/{n}", i + 1),
+                    state: *s,
+                    message: String::new(),
+                })
                 .collect(),
             verdict: Verdict::Waiting,
         }
@@ -182,7 +193,10 @@ mod tests {
         let mut p = Progress::new(Mode::Plain, Box::new(W(buf.clone())));
         p.show(&assessment(&[Some(TaskState::Pending), None]), None);
         p.show(&assessment(&[Some(TaskState::Running), None]), None);
-        p.show(&assessment(&[Some(TaskState::Running), Some(TaskState::Running)]), Some("Service converged"));
+        p.show(
+            &assessment(&[Some(TaskState::Running), Some(TaskState::Running)]),
+            Some("Service converged"),
+        );
         let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         assert_eq!(
             text,

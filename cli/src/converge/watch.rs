@@ -40,14 +40,23 @@ fn apply<T: Resource>(map: &mut BTreeMap<String, T>, ev: WatchEvent<T>) {
     }
 }
 
-async fn streams(client: &Client, name: &str) -> anyhow::Result<BoxStream<'static, anyhow::Result<Change>>> {
+async fn streams(
+    client: &Client,
+    name: &str,
+) -> anyhow::Result<BoxStream<'static, anyhow::Result<Change>>> {
     let svc = client
-        .watch::<Service>(&ListParams::default().fields(format!("metadata.name={name}")), None)
+        .watch::<Service>(
+            &ListParams::default().fields(format!("metadata.name={name}")),
+            None,
+        )
         .await
         .context("cannot watch the service")?
         .map(|r| r.map(Change::Service).map_err(anyhow::Error::from));
     let tasks = client
-        .watch::<Task>(&ListParams::default().fields(format!("spec.service={name}")), None)
+        .watch::<Task>(
+            &ListParams::default().fields(format!("spec.service={name}")),
+            None,
+        )
         .await
         .context("cannot watch the service's tasks")?
         .map(|r| r.map(Change::Task).map_err(anyhow::Error::from));
@@ -115,16 +124,22 @@ pub async fn run(
                 Change::Service(WatchEvent::Deleted(_)) => {
                     anyhow::bail!("service {name} was removed while waiting for it to converge")
                 }
-                Change::Service(WatchEvent::Error(s)) | Change::Task(WatchEvent::Error(s)) | Change::Node(WatchEvent::Error(s)) => {
+                Change::Service(WatchEvent::Error(s))
+                | Change::Task(WatchEvent::Error(s))
+                | Change::Node(WatchEvent::Error(s)) => {
                     tracing::debug!("watch error: {}", s.message);
                     continue 'connect;
                 }
-                Change::Service(WatchEvent::Added(s) | WatchEvent::Modified(s)) => state.service = Some(s),
+                Change::Service(WatchEvent::Added(s) | WatchEvent::Modified(s)) => {
+                    state.service = Some(s)
+                }
                 Change::Service(_) => {}
                 Change::Task(ev) => apply(&mut state.tasks, ev),
                 Change::Node(ev) => apply(&mut state.nodes, ev),
             }
-            let Some(service) = &state.service else { continue };
+            let Some(service) = &state.service else {
+                continue;
+            };
             let tasks: Vec<Task> = state.tasks.values().cloned().collect();
             let nodes: Vec<Node> = state.nodes.values().cloned().collect();
             let a = assess(service, &tasks, &nodes, goal, baseline);

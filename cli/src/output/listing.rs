@@ -77,8 +77,10 @@ mod tests {
 
     fn listing() -> Listing {
         let mut l = Listing::new("table {{.ID}}\t{{.Name}}", HEADERS);
-        l.rows.push(record([("ID", json!("abc")), ("Name", json!("web"))]));
-        l.rows.push(record([("ID", json!("def")), ("Name", json!("db"))]));
+        l.rows
+            .push(record([("ID", json!("abc")), ("Name", json!("web"))]));
+        l.rows
+            .push(record([("ID", json!("def")), ("Name", json!("db"))]));
         l
     }
 

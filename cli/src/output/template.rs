@@ -147,7 +147,11 @@ fn parse_action(inner: &str) -> Result<Part, String> {
         ["json", arg] => (Func::Json, *arg),
         ["upper", arg] => (Func::Upper, *arg),
         ["lower", arg] => (Func::Lower, *arg),
-        [f, _] => return Err(format!("unknown function {f:?} (known: json, upper, lower)")),
+        [f, _] => {
+            return Err(format!(
+                "unknown function {f:?} (known: json, upper, lower)"
+            ));
+        }
         _ => {
             return Err(format!(
                 "cannot read {{{{{inner}}}}}: use {{{{.Field}}}} or {{{{json .}}}}"
@@ -163,7 +167,9 @@ fn parse_path(arg: &str) -> Result<Vec<String>, String> {
         return Ok(Vec::new());
     }
     let Some(rest) = arg.strip_prefix('.') else {
-        return Err(format!("{arg:?} is not a field: fields start with a dot, as in .Name"));
+        return Err(format!(
+            "{arg:?} is not a field: fields start with a dot, as in .Name"
+        ));
     };
     rest.split('.')
         .map(|seg| {
@@ -174,7 +180,9 @@ fn parse_path(arg: &str) -> Result<Vec<String>, String> {
             {
                 Ok(seg.to_string())
             } else {
-                Err(format!("{arg:?} is not a field path such as .Name or .spec.mode"))
+                Err(format!(
+                    "{arg:?} is not a field path such as .Name or .spec.mode"
+                ))
             }
         })
         .collect()
@@ -195,10 +203,7 @@ pub fn go_print(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(go_print).collect::<Vec<_>>().join(" ")
-        ),
+        Value::Array(a) => format!("[{}]", a.iter().map(go_print).collect::<Vec<_>>().join(" ")),
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().filter(|k| !k.starts_with('_')).collect();
             keys.sort();
@@ -282,8 +287,14 @@ mod tests {
     #[test]
     fn json_sorts_keys_escapes_like_go_and_hides_internal_fields() {
         let v = json!({"Name": "a<b>&c", "ID": "x", "_self": " "});
-        assert_eq!(render("{{json .}}", &v), r#"{"ID":"x","Name":"a\u003cb\u003e\u0026c"}"#);
-        assert_eq!(render("json", &v), r#"{"ID":"x","Name":"a\u003cb\u003e\u0026c"}"#);
+        assert_eq!(
+            render("{{json .}}", &v),
+            r#"{"ID":"x","Name":"a\u003cb\u003e\u0026c"}"#
+        );
+        assert_eq!(
+            render("json", &v),
+            r#"{"ID":"x","Name":"a\u003cb\u003e\u0026c"}"#
+        );
         assert_eq!(render("{{json .ID}}", &v), r#""x""#);
     }
 
@@ -291,7 +302,10 @@ mod tests {
     fn table_prefix_and_default() {
         let t = Template::parse("table {{.ID}}\\t{{.Name}}", "").unwrap();
         assert!(t.table);
-        assert_eq!(t.render(&json!({"ID": "1", "Name": "n"}), true).unwrap(), "1\tn");
+        assert_eq!(
+            t.render(&json!({"ID": "1", "Name": "n"}), true).unwrap(),
+            "1\tn"
+        );
         let t = Template::parse("table", "table {{.ID}}").unwrap();
         assert!(t.table);
         assert_eq!(t.render(&json!({"ID": "1"}), true).unwrap(), "1");
@@ -301,7 +315,10 @@ mod tests {
     #[test]
     fn nested_paths_and_go_printing() {
         let v = json!({"spec": {"mode": {"replicated": {"replicas": 3}}, "ports": [1, 2]}});
-        assert_eq!(render("{{.spec.mode}}", &v), "map[replicated:map[replicas:3]]");
+        assert_eq!(
+            render("{{.spec.mode}}", &v),
+            "map[replicated:map[replicas:3]]"
+        );
         assert_eq!(render("{{.spec.ports}}", &v), "[1 2]");
         let t = Template::parse("{{.status.x}}", "").unwrap();
         assert_eq!(t.render(&v, false).unwrap(), "<no value>");
@@ -319,11 +336,16 @@ mod tests {
         let err = Template::parse("{{.Name", "").unwrap_err();
         assert!(err.to_string().contains("not closed"), "{err}");
         let err = Template::parse("{{printf .Name}}", "").unwrap_err();
-        assert!(err.to_string().contains("unknown function \"printf\""), "{err}");
+        assert!(
+            err.to_string().contains("unknown function \"printf\""),
+            "{err}"
+        );
         let err = Template::parse("{{Name}}", "").unwrap_err();
         assert!(err.to_string().contains("fields start with a dot"), "{err}");
         let t = Template::parse("{{.Nmae}}", "").unwrap();
-        let err = t.render(&json!({"Name": "x", "ID": "y"}), true).unwrap_err();
+        let err = t
+            .render(&json!({"Name": "x", "ID": "y"}), true)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid --format: there is no field .Nmae; the fields are .ID, .Name"

@@ -64,7 +64,9 @@ mod tests {
         let m = metas();
         let refs: Vec<&ObjectMeta> = m.iter().collect();
         assert_eq!(
-            list(&refs, SECRET_FORMAT, now()).render(None, false).unwrap(),
+            list(&refs, SECRET_FORMAT, now())
+                .render(None, false)
+                .unwrap(),
             "\
 ID                                 NAME          DRIVER    CREATED          UPDATED
 01234567111142228333444455556666   api_key                 30 seconds ago   30 seconds ago
@@ -72,7 +74,9 @@ abcdefab111142228333444455556666   db_password             2 hours ago      2 ho
 "
         );
         assert_eq!(
-            list(&refs, CONFIG_FORMAT, now()).render(None, false).unwrap(),
+            list(&refs, CONFIG_FORMAT, now())
+                .render(None, false)
+                .unwrap(),
             "\
 ID                                 NAME          CREATED          UPDATED
 01234567111142228333444455556666   api_key       30 seconds ago   30 seconds ago
@@ -80,7 +84,9 @@ abcdefab111142228333444455556666   db_password   2 hours ago      2 hours ago
 "
         );
         assert_eq!(
-            list(&refs, CONFIG_FORMAT, now()).render(Some("{{.Name}}"), false).unwrap(),
+            list(&refs, CONFIG_FORMAT, now())
+                .render(Some("{{.Name}}"), false)
+                .unwrap(),
             "api_key\ndb_password\n"
         );
     }

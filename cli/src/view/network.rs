@@ -50,7 +50,12 @@ pub fn list(networks: &[Network], trunc: bool, _now: SystemTime) -> Listing {
             ("Labels", json!(labels(&n.metadata.labels))),
             (
                 "CreatedAt",
-                json!(n.metadata.creation_timestamp.map(|t| t.to_string()).unwrap_or_default()),
+                json!(
+                    n.metadata
+                        .creation_timestamp
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                ),
             ),
         ]));
     }
@@ -86,8 +91,11 @@ aaaabbbbcccc   voting_front   overlay   swarm
 "
         );
         assert_eq!(
-            l.render(Some("{{.Name}} {{.Subnet}} {{.Attachable}} {{.Labels}}"), false)
-                .unwrap(),
+            l.render(
+                Some("{{.Name}} {{.Subnet}} {{.Attachable}} {{.Labels}}"),
+                false
+            )
+            .unwrap(),
             "backend 10.9.0.0/24 false \nvoting_front 10.0.1.0/24 true swarm.stack=voting\n"
         );
         assert_eq!(

@@ -95,7 +95,9 @@ mod tests {
 
     #[test]
     fn golden_node_ls() {
-        let text = list(&nodes(), Some("manager-1")).render(None, false).unwrap();
+        let text = list(&nodes(), Some("manager-1"))
+            .render(None, false)
+            .unwrap();
         assert_eq!(
             text,
             "\

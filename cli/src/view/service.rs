@@ -30,7 +30,10 @@ pub fn list(services: &[Service]) -> Listing {
             ("Name", json!(s.metadata.name)),
             ("Mode", json!(s.spec.mode.display_name())),
             ("Replicas", json!(replicas(s))),
-            ("Image", json!(familiar_image(&s.spec.task_template.container.image))),
+            (
+                "Image",
+                json!(familiar_image(&s.spec.task_template.container.image)),
+            ),
             ("Ports", json!(ports(s))),
         ]));
     }
@@ -223,7 +226,8 @@ b1b2c3d40000   migrate   replicated job   1/2 (3/5 completed)    app:2
             r#"{"ID":"a1b2c3d40000","Image":"alpine","Mode":"global","Name":"agent","Ports":"","Replicas":"4/4"}"#
         );
         assert_eq!(
-            l.render(Some("table {{.Name}}\\t{{.Mode}}"), false).unwrap(),
+            l.render(Some("table {{.Name}}\\t{{.Mode}}"), false)
+                .unwrap(),
             "NAME      MODE\nagent     global\ncache     replicated\nmigrate   replicated job\nweb       replicated\n"
         );
     }

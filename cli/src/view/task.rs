@@ -8,7 +8,9 @@ use serde_json::json;
 use swarm_api::Task;
 
 use super::natural_cmp;
-use crate::output::humanize::{ellipsis, familiar_image, full_id, human_duration, pretty, short_id};
+use crate::output::humanize::{
+    ellipsis, familiar_image, full_id, human_duration, pretty, short_id,
+};
 use crate::output::listing::{Listing, record};
 
 pub const FORMAT: &str = "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}";
@@ -41,12 +43,17 @@ impl TaskFilter {
         let mut f = TaskFilter::default();
         for raw in filters {
             let Some((k, v)) = raw.split_once('=') else {
-                anyhow::bail!("invalid filter {raw:?}: expected KEY=VALUE, e.g. desired-state=running");
+                anyhow::bail!(
+                    "invalid filter {raw:?}: expected KEY=VALUE, e.g. desired-state=running"
+                );
             };
             let v = v.to_string();
             match k {
                 "desired-state" => {
-                    if !matches!(v.as_str(), "running" | "shutdown" | "accepted" | "ready" | "complete" | "remove") {
+                    if !matches!(
+                        v.as_str(),
+                        "running" | "shutdown" | "accepted" | "ready" | "complete" | "remove"
+                    ) {
                         anyhow::bail!(
                             "invalid filter desired-state={v:?}: use running, shutdown, accepted, ready, complete or remove"
                         );
@@ -65,11 +72,17 @@ impl TaskFilter {
     }
 
     fn keeps(&self, t: &Task, name: &str) -> bool {
-        let any = |vals: &[String], f: &dyn Fn(&str) -> bool| vals.is_empty() || vals.iter().any(|v| f(v));
+        let any = |vals: &[String], f: &dyn Fn(&str) -> bool| {
+            vals.is_empty() || vals.iter().any(|v| f(v))
+        };
         any(&self.desired_state, &|v| t.spec.desired_state.as_str() == v)
             && any(&self.node, &|v| t.spec.node_name.as_deref() == Some(v))
-            && any(&self.name, &|v| name.starts_with(v) || t.metadata.name.starts_with(v))
-            && any(&self.id, &|v| full_id(&t.metadata.uid).starts_with(&full_id(v)))
+            && any(&self.name, &|v| {
+                name.starts_with(v) || t.metadata.name.starts_with(v)
+            })
+            && any(&self.id, &|v| {
+                full_id(&t.metadata.uid).starts_with(&full_id(v))
+            })
     }
 }
 
@@ -110,10 +123,21 @@ pub fn list(tasks: &[Task], filter: &TaskFilter, trunc: bool, now: SystemTime) -
         l.rows.push(record([
             (
                 "ID",
-                json!(if trunc { short_id(&t.metadata.uid) } else { full_id(&t.metadata.uid) }),
+                json!(if trunc {
+                    short_id(&t.metadata.uid)
+                } else {
+                    full_id(&t.metadata.uid)
+                }),
             ),
             ("Name", json!(shown)),
-            ("Image", json!(if trunc { familiar_image(image) } else { image.clone() })),
+            (
+                "Image",
+                json!(if trunc {
+                    familiar_image(image)
+                } else {
+                    image.clone()
+                }),
+            ),
             ("Node", json!(t.spec.node_name.clone().unwrap_or_default())),
             ("DesiredState", json!(pretty(t.spec.desired_state.as_str()))),
             ("CurrentState", json!(current_state(t, now))),
@@ -176,7 +200,16 @@ mod tests {
     use crate::view::fixtures::{ago, now};
     use serde_json::json;
 
-    fn task(name: &str, slot: u64, attempt: u64, node: &str, desired: &str, state: &str, secs: u64, err: &str) -> Task {
+    fn task(
+        name: &str,
+        slot: u64,
+        attempt: u64,
+        node: &str,
+        desired: &str,
+        state: &str,
+        secs: u64,
+        err: &str,
+    ) -> Task {
         serde_json::from_value(json!({
             "metadata": {"name": name, "uid": format!("{:08x}-aaaa-4bbb-8ccc-dddddddddddd", slot * 100 + attempt),
                          "creationTimestamp": ago(secs + 5)},
@@ -192,7 +225,16 @@ mod tests {
         vec![
             task("web.1.1", 1, 1, "node-1", "shutdown", "shutdown", 300, ""),
             task("web.1.2", 1, 2, "node-1", "running", "running", 240, ""),
-            task("web.2.1", 2, 1, "node-2", "shutdown", "failed", 3000, "task: non-zero exit (1): the container crashed while starting"),
+            task(
+                "web.2.1",
+                2,
+                1,
+                "node-2",
+                "shutdown",
+                "failed",
+                3000,
+                "task: non-zero exit (1): the container crashed while starting",
+            ),
             task("web.2.2", 2, 2, "node-2", "running", "starting", 0, ""),
             task("web.10.1", 10, 1, "node-3", "running", "running", 90, ""),
         ]
@@ -200,7 +242,9 @@ mod tests {
 
     #[test]
     fn golden_service_ps() {
-        let text = list(&tasks(), &TaskFilter::default(), true, now()).render(None, false).unwrap();
+        let text = list(&tasks(), &TaskFilter::default(), true, now())
+            .render(None, false)
+            .unwrap();
         assert_eq!(
             text,
             "\
@@ -219,7 +263,8 @@ ID             NAME        IMAGE        NODE      DESIRED STATE   CURRENT STATE 
         let f = TaskFilter::parse(&["desired-state=running".to_string()]).unwrap();
         let l = list(&tasks(), &f, false, now());
         assert_eq!(
-            l.render(Some("{{.Name}} {{.CurrentState}} {{.Error}}"), false).unwrap(),
+            l.render(Some("{{.Name}} {{.CurrentState}} {{.Error}}"), false)
+                .unwrap(),
             "web.1 Running 4 minutes ago \nweb.2 Starting less than a second ago \nweb.10 Running about a minute ago \n"
         );
         let f = TaskFilter::parse(&["node=node-2".to_string()]).unwrap();
@@ -242,7 +287,10 @@ ID             NAME        IMAGE        NODE      DESIRED STATE   CURRENT STATE 
     #[test]
     fn bad_filters_say_what_is_allowed() {
         let err = TaskFilter::parse(&["state=running".to_string()]).unwrap_err();
-        assert!(err.to_string().contains("desired-state, node, name and id"), "{err}");
+        assert!(
+            err.to_string().contains("desired-state, node, name and id"),
+            "{err}"
+        );
         let err = TaskFilter::parse(&["desired-state".to_string()]).unwrap_err();
         assert!(err.to_string().contains("KEY=VALUE"), "{err}");
     }

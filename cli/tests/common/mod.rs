@@ -27,7 +27,8 @@ pub struct Cluster {
 
 pub async fn start() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
     let opts = ServerOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         bookmark_interval: Duration::from_millis(200),
@@ -39,7 +40,12 @@ pub async fn start() -> Cluster {
     swarm_client::ClientConfig::single(&url)
         .save(&dir.path().join("admin.conf"))
         .unwrap();
-    Cluster { server, client, url, dir }
+    Cluster {
+        server,
+        client,
+        url,
+        dir,
+    }
 }
 
 /// What a finished `swarm` run printed.
@@ -81,7 +87,11 @@ impl Cluster {
 
     /// Adds a ready, active node.
     pub async fn node(&self, name: &str) -> Node {
-        let n = self.client.create(&Node::new(name, NodeSpec::default())).await.unwrap();
+        let n = self
+            .client
+            .create(&Node::new(name, NodeSpec::default()))
+            .await
+            .unwrap();
         let mut n = n;
         n.status.state = swarm_api::NodeState::Ready;
         n.status.hostname = name.to_string();
@@ -106,7 +116,15 @@ impl Cluster {
 
     /// Plays the controllers and the agent for one task: creates it for `slot` with the
     /// service's current template, and reports `state`.
-    pub async fn task(&self, svc: &Service, slot: u64, attempt: u64, node: &str, state: TaskState, err: &str) -> Task {
+    pub async fn task(
+        &self,
+        svc: &Service,
+        slot: u64,
+        attempt: u64,
+        node: &str,
+        state: TaskState,
+        err: &str,
+    ) -> Task {
         let name = format!("{}.{slot}.{attempt}", svc.metadata.name);
         let spec = TaskSpec {
             service: svc.metadata.name.clone(),
@@ -115,7 +133,11 @@ impl Cluster {
             attempt,
             service_generation: svc.metadata.generation,
             template: svc.spec.task_template.clone(),
-            desired_state: if state.is_terminal() { TaskState::Shutdown } else { TaskState::Running },
+            desired_state: if state.is_terminal() {
+                TaskState::Shutdown
+            } else {
+                TaskState::Running
+            },
             ..Default::default()
         };
         let t = self.client.create(&Task::new(name, spec)).await.unwrap();

@@ -75,7 +75,10 @@ pub struct CreateArgs {
 }
 
 /// The service the flags describe (`lookup` reads this shell's environment).
-pub fn build(args: &CreateArgs, lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Service> {
+pub fn build(
+    args: &CreateArgs,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Service> {
     let mut spec = ServiceSpec::default();
     spec.mode = match args.mode.as_str() {
         "global" => {
@@ -116,18 +119,28 @@ pub fn build(args: &CreateArgs, lookup: &dyn Fn(&str) -> Option<String>) -> anyh
         let spread = p.strip_prefix("spread=").ok_or_else(|| {
             anyhow::anyhow!("invalid --placement-pref {p:?}: use spread=node.labels.KEY")
         })?;
-        t.placement.preferences.push(swarm_api::PlacementPreference { spread: spread.to_string() });
+        t.placement
+            .preferences
+            .push(swarm_api::PlacementPreference {
+                spread: spread.to_string(),
+            });
     }
     t.networks = args
         .networks
         .iter()
-        .map(|n| NetworkAttachmentConfig { target: n.clone(), ..Default::default() })
+        .map(|n| NetworkAttachmentConfig {
+            target: n.clone(),
+            ..Default::default()
+        })
         .collect();
     for p in &args.publish {
         spec.endpoint.ports.push(parse::port(p)?);
     }
     args.spec.apply(&mut spec)?;
-    let name = args.name.clone().unwrap_or_else(|| generated_name(&args.image));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| generated_name(&args.image));
     let mut service = Service::new(name, spec);
     service.metadata.labels = parse::labels(&args.labels);
     Ok(service)
@@ -162,7 +175,14 @@ pub fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot create service {}", service.metadata.name))?;
         output::emit(&format!("{}\n", full_id(&created.metadata.uid)))?;
-        converge::wait_service(&client, &created.metadata.name, Goal::Create, None, &args.wait).await
+        converge::wait_service(
+            &client,
+            &created.metadata.name,
+            Goal::Create,
+            None,
+            &args.wait,
+        )
+        .await
     })?
 }
 
@@ -186,15 +206,54 @@ mod tests {
     #[test]
     fn flags_map_onto_the_spec() {
         let s = build_from(&[
-            "--name", "web", "--replicas", "3", "-e", "A=1", "-e", "TOKEN", "-p", "8080:80",
-            "-p", "published=9000,target=90,mode=host", "--constraint", "node.role==worker",
-            "-l", "tier=front", "--container-label", "c=1", "--network", "front",
-            "--update-parallelism", "2", "--update-delay", "10s", "--update-order", "start-first",
-            "--update-failure-action", "rollback", "--rollback-parallelism", "0",
-            "--restart-condition", "on-failure", "--restart-max-attempts", "3",
-            "--limit-cpu", "0.5", "--limit-memory", "256M", "--reserve-memory", "64M",
-            "--secret", "db_pass", "--workdir", "/app",
-            "nginx:1.27", "nginx", "-g", "daemon off;",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "-e",
+            "A=1",
+            "-e",
+            "TOKEN",
+            "-p",
+            "8080:80",
+            "-p",
+            "published=9000,target=90,mode=host",
+            "--constraint",
+            "node.role==worker",
+            "-l",
+            "tier=front",
+            "--container-label",
+            "c=1",
+            "--network",
+            "front",
+            "--update-parallelism",
+            "2",
+            "--update-delay",
+            "10s",
+            "--update-order",
+            "start-first",
+            "--update-failure-action",
+            "rollback",
+            "--rollback-parallelism",
+            "0",
+            "--restart-condition",
+            "on-failure",
+            "--restart-max-attempts",
+            "3",
+            "--limit-cpu",
+            "0.5",
+            "--limit-memory",
+            "256M",
+            "--reserve-memory",
+            "64M",
+            "--secret",
+            "db_pass",
+            "--workdir",
+            "/app",
+            "nginx:1.27",
+            "nginx",
+            "-g",
+            "daemon off;",
         ])
         .unwrap();
         assert_eq!(s.metadata.name, "web");
@@ -211,12 +270,18 @@ mod tests {
         assert_eq!(c.secrets[0].target, "db_pass");
         assert_eq!(spec.endpoint.ports.len(), 2);
         assert_eq!(spec.endpoint.ports[1].publish_mode, PublishMode::Host);
-        assert_eq!(spec.task_template.placement.constraints, vec!["node.role==worker"]);
+        assert_eq!(
+            spec.task_template.placement.constraints,
+            vec!["node.role==worker"]
+        );
         assert_eq!(spec.task_template.networks[0].target, "front");
         assert_eq!(spec.update_config.parallelism, 2);
         assert_eq!(spec.update_config.delay, swarm_api::Duration::from_secs(10));
         assert_eq!(spec.update_config.order, UpdateOrder::StartFirst);
-        assert_eq!(spec.update_config.failure_action, swarm_api::FailureAction::Rollback);
+        assert_eq!(
+            spec.update_config.failure_action,
+            swarm_api::FailureAction::Rollback
+        );
         assert_eq!(spec.rollback_config.parallelism, 0);
         let t = &spec.task_template;
         assert_eq!(t.restart_policy.condition, RestartCondition::OnFailure);
@@ -230,11 +295,30 @@ mod tests {
     fn modes() {
         let s = build_from(&["--mode", "global", "alpine"]).unwrap();
         assert_eq!(s.spec.mode, ServiceMode::Global {});
-        assert!(s.metadata.name.starts_with("alpine_"), "{}", s.metadata.name);
+        assert!(
+            s.metadata.name.starts_with("alpine_"),
+            "{}",
+            s.metadata.name
+        );
         let err = build_from(&["--mode", "global", "--replicas", "2", "alpine"]).unwrap_err();
         assert!(err.to_string().contains("replicated"), "{err}");
-        let s = build_from(&["--mode", "replicated-job", "--replicas", "5", "--max-concurrent", "2", "app"]).unwrap();
-        assert_eq!(s.spec.mode, ServiceMode::ReplicatedJob { max_concurrent: 2, total_completions: 5 });
+        let s = build_from(&[
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "5",
+            "--max-concurrent",
+            "2",
+            "app",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.spec.mode,
+            ServiceMode::ReplicatedJob {
+                max_concurrent: 2,
+                total_completions: 5
+            }
+        );
         assert!(build_from(&["--mode", "bogus", "app"]).is_err());
         assert!(build_from(&["--update-max-failure-ratio", "2", "app"]).is_err());
     }

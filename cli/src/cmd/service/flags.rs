@@ -106,7 +106,9 @@ impl SpecFlags {
             [
                 self.update_parallelism.map(Policy::Parallelism),
                 self.update_delay.map(Policy::Delay),
-                self.update_failure_action.clone().map(Policy::FailureAction),
+                self.update_failure_action
+                    .clone()
+                    .map(Policy::FailureAction),
                 self.update_monitor.map(Policy::Monitor),
                 self.update_max_failure_ratio.map(Policy::MaxFailureRatio),
                 self.update_order.clone().map(Policy::Order),
@@ -117,7 +119,9 @@ impl SpecFlags {
             [
                 self.rollback_parallelism.map(Policy::Parallelism),
                 self.rollback_delay.map(Policy::Delay),
-                self.rollback_failure_action.clone().map(Policy::FailureAction),
+                self.rollback_failure_action
+                    .clone()
+                    .map(Policy::FailureAction),
                 self.rollback_monitor.map(Policy::Monitor),
                 self.rollback_max_failure_ratio.map(Policy::MaxFailureRatio),
                 self.rollback_order.clone().map(Policy::Order),
@@ -135,8 +139,14 @@ impl SpecFlags {
         set(&mut t.resources.limits.memory_bytes, self.limit_memory);
         set(&mut t.resources.limits.pids, self.limit_pids);
         set(&mut t.resources.reservations.nano_cpus, self.reserve_cpu);
-        set(&mut t.resources.reservations.memory_bytes, self.reserve_memory);
-        set(&mut t.placement.max_replicas_per_node, self.replicas_max_per_node);
+        set(
+            &mut t.resources.reservations.memory_bytes,
+            self.reserve_memory,
+        );
+        set(
+            &mut t.placement.max_replicas_per_node,
+            self.replicas_max_per_node,
+        );
         let c = &mut t.container;
         set(&mut c.working_dir, self.workdir.clone());
         set(&mut c.user, self.user.clone());
@@ -167,7 +177,10 @@ enum Policy {
     Order(String),
 }
 
-fn policy<const N: usize>(cfg: &mut UpdateConfig, flags: [Option<Policy>; N]) -> anyhow::Result<()> {
+fn policy<const N: usize>(
+    cfg: &mut UpdateConfig,
+    flags: [Option<Policy>; N],
+) -> anyhow::Result<()> {
     for flag in flags.into_iter().flatten() {
         match flag {
             Policy::Parallelism(n) => cfg.parallelism = n,

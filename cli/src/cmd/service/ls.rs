@@ -44,7 +44,9 @@ pub fn keeps(s: &Service, filters: &[String]) -> anyhow::Result<bool> {
                 Some((lk, lv)) => s.metadata.labels.get(lk).is_some_and(|x| x == lv),
                 None => s.metadata.labels.contains_key(v),
             },
-            _ => anyhow::bail!("invalid filter {k:?}: the service filters are name, id, label and mode"),
+            _ => anyhow::bail!(
+                "invalid filter {k:?}: the service filters are name, id, label and mode"
+            ),
         };
         if !ok {
             return Ok(false);

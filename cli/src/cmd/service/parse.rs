@@ -16,7 +16,10 @@ pub fn key_value(s: &str) -> (String, String) {
 }
 
 /// An environment entry: `KEY=VALUE`, or `KEY` to pass this shell's value on (as docker does).
-pub fn env_entry(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<(String, String)> {
+pub fn env_entry(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<(String, String)> {
     match s.split_once('=') {
         Some((k, _)) if k.is_empty() => anyhow::bail!("invalid --env {s:?}: the name is empty"),
         Some((k, v)) => Ok((k.to_string(), v.to_string())),
@@ -43,17 +46,29 @@ pub fn port(s: &str) -> anyhow::Result<PortConfig> {
              published=8080,target=80[,protocol=udp][,mode=host]"
         )
     };
-    let num = |v: &str| v.trim().parse::<u16>().map_err(|_| bad(&format!("{v:?} is not a port number")));
+    let num = |v: &str| {
+        v.trim()
+            .parse::<u16>()
+            .map_err(|_| bad(&format!("{v:?} is not a port number")))
+    };
     let mut p = PortConfig::default();
     if s.contains('=') {
         let mut target = None;
         for field in s.split(',') {
-            let (k, v) = field.split_once('=').ok_or_else(|| bad(&format!("{field:?} is not KEY=VALUE")))?;
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| bad(&format!("{field:?} is not KEY=VALUE")))?;
             match k.trim() {
                 "published" => p.published_port = Some(num(v)?),
                 "target" => target = Some(num(v)?),
-                "protocol" => p.protocol = wire_enum::<PortProtocol>(v).map_err(|_| bad("protocol is tcp, udp or sctp"))?,
-                "mode" => p.publish_mode = wire_enum::<PublishMode>(v).map_err(|_| bad("mode is ingress or host"))?,
+                "protocol" => {
+                    p.protocol = wire_enum::<PortProtocol>(v)
+                        .map_err(|_| bad("protocol is tcp, udp or sctp"))?
+                }
+                "mode" => {
+                    p.publish_mode =
+                        wire_enum::<PublishMode>(v).map_err(|_| bad("mode is ingress or host"))?
+                }
                 "name" => p.name = v.to_string(),
                 other => return Err(bad(&format!("unknown key {other:?}"))),
             }
@@ -66,7 +81,8 @@ pub fn port(s: &str) -> anyhow::Result<PortConfig> {
         None => (s, None),
     };
     if let Some(proto) = proto {
-        p.protocol = wire_enum::<PortProtocol>(proto).map_err(|_| bad("the protocol is tcp, udp or sctp"))?;
+        p.protocol = wire_enum::<PortProtocol>(proto)
+            .map_err(|_| bad("the protocol is tcp, udp or sctp"))?;
     }
     match ports.split_once(':') {
         Some((published, target)) => {
@@ -96,10 +112,13 @@ pub fn file_reference(s: &str, config: bool) -> anyhow::Result<FileReference> {
                 "uid" => r.uid = v,
                 "gid" => r.gid = v,
                 "mode" => {
-                    r.mode = u32::from_str_radix(v.trim_start_matches("0o"), 8)
-                        .map_err(|_| anyhow::anyhow!("invalid mode {v:?} in {s:?}: use octal, e.g. 0440"))?
+                    r.mode = u32::from_str_radix(v.trim_start_matches("0o"), 8).map_err(|_| {
+                        anyhow::anyhow!("invalid mode {v:?} in {s:?}: use octal, e.g. 0440")
+                    })?
                 }
-                other => anyhow::bail!("invalid reference {s:?}: unknown key {other:?} (source, target, uid, gid, mode)"),
+                other => anyhow::bail!(
+                    "invalid reference {s:?}: unknown key {other:?} (source, target, uid, gid, mode)"
+                ),
             }
         }
     } else {
@@ -109,7 +128,11 @@ pub fn file_reference(s: &str, config: bool) -> anyhow::Result<FileReference> {
         anyhow::bail!("invalid reference {s:?}: source is required");
     }
     if r.target.is_empty() {
-        r.target = if config { format!("/{}", r.source) } else { r.source.clone() };
+        r.target = if config {
+            format!("/{}", r.source)
+        } else {
+            r.source.clone()
+        };
     }
     Ok(r)
 }
@@ -131,7 +154,9 @@ pub fn cpus(s: &str) -> Result<i64, String> {
 
 /// An enum from its wire spelling (`on-failure`, `start-first`, `drain`).
 pub fn wire_enum<T: DeserializeOwned>(s: &str) -> anyhow::Result<T> {
-    Ok(serde_json::from_value(serde_json::Value::String(s.trim().to_string()))?)
+    Ok(serde_json::from_value(serde_json::Value::String(
+        s.trim().to_string(),
+    ))?)
 }
 
 #[cfg(test)]
@@ -141,7 +166,10 @@ mod tests {
     #[test]
     fn ports_short_and_long() {
         let p = port("8080:80").unwrap();
-        assert_eq!((p.published_port, p.target_port, p.protocol), (Some(8080), 80, PortProtocol::Tcp));
+        assert_eq!(
+            (p.published_port, p.target_port, p.protocol),
+            (Some(8080), 80, PortProtocol::Tcp)
+        );
         let p = port("53:53/udp").unwrap();
         assert_eq!(p.protocol, PortProtocol::Udp);
         let p = port("80").unwrap();
@@ -152,16 +180,30 @@ mod tests {
             (Some(9000), 90, PublishMode::Host, PortProtocol::Udp)
         );
         let err = port("80:http").unwrap_err().to_string();
-        assert!(err.contains("\"http\" is not a port number") && err.contains("PUBLISHED:TARGET"), "{err}");
-        assert!(port("published=80").unwrap_err().to_string().contains("target is required"));
+        assert!(
+            err.contains("\"http\" is not a port number") && err.contains("PUBLISHED:TARGET"),
+            "{err}"
+        );
+        assert!(
+            port("published=80")
+                .unwrap_err()
+                .to_string()
+                .contains("target is required")
+        );
         assert!(port("80/icmp").is_err());
     }
 
     #[test]
     fn env_entries() {
         let lookup = |k: &str| (k == "HOME").then(|| "/root".to_string());
-        assert_eq!(env_entry("A=b=c", &lookup).unwrap(), ("A".into(), "b=c".into()));
-        assert_eq!(env_entry("HOME", &lookup).unwrap(), ("HOME".into(), "/root".into()));
+        assert_eq!(
+            env_entry("A=b=c", &lookup).unwrap(),
+            ("A".into(), "b=c".into())
+        );
+        assert_eq!(
+            env_entry("HOME", &lookup).unwrap(),
+            ("HOME".into(), "/root".into())
+        );
         let err = env_entry("NOPE", &lookup).unwrap_err().to_string();
         assert!(err.contains("--env NOPE=VALUE"), "{err}");
     }
@@ -169,7 +211,10 @@ mod tests {
     #[test]
     fn references_and_units() {
         let r = file_reference("db_pass", false).unwrap();
-        assert_eq!((r.source.as_str(), r.target.as_str(), r.mode), ("db_pass", "db_pass", 0o444));
+        assert_eq!(
+            (r.source.as_str(), r.target.as_str(), r.mode),
+            ("db_pass", "db_pass", 0o444)
+        );
         let r = file_reference("source=site,target=/etc/nginx.conf,mode=0440", true).unwrap();
         assert_eq!((r.target.as_str(), r.mode), ("/etc/nginx.conf", 0o440));
         assert_eq!(file_reference("site", true).unwrap().target, "/site");

@@ -17,7 +17,15 @@ pub fn service(s: &Service, now: SystemTime) -> String {
     if !s.metadata.labels.is_empty() {
         o.push_str("Labels:\n");
         for (k, v) in &s.metadata.labels {
-            let _ = writeln!(o, " {k}{}", if v.is_empty() { String::new() } else { format!("={v}") });
+            let _ = writeln!(
+                o,
+                " {k}{}",
+                if v.is_empty() {
+                    String::new()
+                } else {
+                    format!("={v}")
+                }
+            );
         }
     }
     match &spec.mode {
@@ -25,7 +33,10 @@ pub fn service(s: &Service, now: SystemTime) -> String {
         ServiceMode::Replicated { replicas } => {
             let _ = writeln!(o, "Service Mode:\tReplicated\n Replicas:\t{replicas}");
         }
-        ServiceMode::ReplicatedJob { max_concurrent, total_completions } => {
+        ServiceMode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        } => {
             let _ = writeln!(
                 o,
                 "Service Mode:\tReplicated Job\n Max Concurrent:\t{max_concurrent}\n Total Completions:\t{total_completions}"
@@ -49,14 +60,28 @@ pub fn service(s: &Service, now: SystemTime) -> String {
         let _ = writeln!(o, " Constraints:\t[{}]", p.constraints.join(" "));
     }
     if !p.preferences.is_empty() {
-        let prefs: Vec<String> = p.preferences.iter().map(|x| format!("spread={}", x.spread)).collect();
+        let prefs: Vec<String> = p
+            .preferences
+            .iter()
+            .map(|x| format!("spread={}", x.spread))
+            .collect();
         let _ = writeln!(o, " Preferences:   [{}]", prefs.join(" "));
     }
     if p.max_replicas_per_node > 0 {
         let _ = writeln!(o, " Max Replicas Per Node:   {}", p.max_replicas_per_node);
     }
-    policy(&mut o, "UpdateConfig", "Update order:     ", &spec.update_config);
-    policy(&mut o, "RollbackConfig", "Rollback order:   ", &spec.rollback_config);
+    policy(
+        &mut o,
+        "UpdateConfig",
+        "Update order:     ",
+        &spec.update_config,
+    );
+    policy(
+        &mut o,
+        "RollbackConfig",
+        "Rollback order:   ",
+        &spec.rollback_config,
+    );
     let c = &spec.task_template.container;
     let _ = writeln!(o, "ContainerSpec:\n Image:\t\t{}", c.image);
     if !c.args.is_empty() {
@@ -78,7 +103,10 @@ pub fn service(s: &Service, now: SystemTime) -> String {
             let _ = writeln!(
                 o,
                 " Target:\t{}\n  Source:\t{}\n  ReadOnly:\t{}\n  Type:\t\t{}",
-                m.target, m.source, m.read_only, wire(&m.type_)
+                m.target,
+                m.source,
+                m.read_only,
+                wire(&m.type_)
             );
         }
     }
@@ -95,7 +123,10 @@ pub fn service(s: &Service, now: SystemTime) -> String {
     let has_lim = r.limits.nano_cpus > 0 || r.limits.memory_bytes > 0 || r.limits.pids > 0;
     if has_res || has_lim {
         o.push_str("Resources:\n");
-        for (title, res, show) in [(" Reservations:", &r.reservations, has_res), (" Limits:", &r.limits, has_lim)] {
+        for (title, res, show) in [
+            (" Reservations:", &r.reservations, has_res),
+            (" Limits:", &r.limits, has_lim),
+        ] {
             if !show {
                 continue;
             }
@@ -112,7 +143,12 @@ pub fn service(s: &Service, now: SystemTime) -> String {
         }
     }
     if !spec.task_template.networks.is_empty() {
-        let nets: String = spec.task_template.networks.iter().map(|n| format!(" {}", n.target)).collect();
+        let nets: String = spec
+            .task_template
+            .networks
+            .iter()
+            .map(|n| format!(" {}", n.target))
+            .collect();
         let _ = writeln!(o, "Networks:{nets} ");
     }
     let _ = writeln!(o, "Endpoint Mode:\t{}", wire(&spec.endpoint.mode));
@@ -122,7 +158,11 @@ pub fn service(s: &Service, now: SystemTime) -> String {
             let published = p
                 .published_port
                 .or_else(|| {
-                    s.status.ports.iter().find(|a| a.target_port == p.target_port).and_then(|a| a.published_port)
+                    s.status
+                        .ports
+                        .iter()
+                        .find(|a| a.target_port == p.target_port)
+                        .and_then(|a| a.published_port)
                 })
                 .unwrap_or(0);
             let _ = writeln!(

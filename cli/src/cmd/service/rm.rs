@@ -35,11 +35,18 @@ pub fn run(args: RmArgs) -> anyhow::Result<ExitCode> {
                     output::emit(&format!("{name}\n"))?;
                 }
                 Err(e) => {
-                    eprintln!("error: cannot remove service {name}: {}", output::describe_error(&e));
+                    eprintln!(
+                        "error: cannot remove service {name}: {}",
+                        output::describe_error(&e)
+                    );
                     failed = true;
                 }
             }
         }
-        Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
     })?
 }

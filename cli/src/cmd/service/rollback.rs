@@ -69,7 +69,14 @@ pub fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         if !args.wait.quiet && !args.wait.detach {
             output::emit("rollback: manually requested rollback\n")?;
         }
-        converge::wait_service(&client, &svc.metadata.name, Goal::Rollback, baseline, &args.wait).await
+        converge::wait_service(
+            &client,
+            &svc.metadata.name,
+            Goal::Rollback,
+            baseline,
+            &args.wait,
+        )
+        .await
     })?
 }
 
@@ -96,7 +103,13 @@ mod tests {
         let mut s = service();
         request(&mut s, None).unwrap();
         assert_eq!(s.spec.task_template.container.image, "nginx:2");
-        assert_eq!(s.spec.rollback, Some(RollbackRequest { id: 1, to_generation: Some(2) }));
+        assert_eq!(
+            s.spec.rollback,
+            Some(RollbackRequest {
+                id: 1,
+                to_generation: Some(2)
+            })
+        );
         request(&mut s, Some(1)).unwrap();
         assert_eq!(s.spec.task_template.container.image, "nginx:1");
         assert_eq!(s.spec.rollback.as_ref().unwrap().id, 2);
@@ -109,6 +122,9 @@ mod tests {
         let err = request(&mut s, None).unwrap_err().to_string();
         assert!(err.contains("does not have a previous revision"), "{err}");
         let err = request(&mut service(), Some(7)).unwrap_err().to_string();
-        assert!(err.contains("no revision 7") && err.contains("1, 2, 3"), "{err}");
+        assert!(
+            err.contains("no revision 7") && err.contains("1, 2, 3"),
+            "{err}"
+        );
     }
 }

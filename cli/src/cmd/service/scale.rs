@@ -26,19 +26,21 @@ pub struct ScaleArgs {
 
 /// `web=3` → `("web", 3)`.
 pub fn pair(s: &str) -> anyhow::Result<(String, u64)> {
-    let (name, n) = s
-        .split_once('=')
-        .ok_or_else(|| anyhow::anyhow!("invalid scale specifier {s:?}: use SERVICE=REPLICAS, e.g. web=3"))?;
-    let n = n
-        .parse::<u64>()
-        .map_err(|_| anyhow::anyhow!("invalid replicas value {n:?} for {name}: use a whole number"))?;
+    let (name, n) = s.split_once('=').ok_or_else(|| {
+        anyhow::anyhow!("invalid scale specifier {s:?}: use SERVICE=REPLICAS, e.g. web=3")
+    })?;
+    let n = n.parse::<u64>().map_err(|_| {
+        anyhow::anyhow!("invalid replicas value {n:?} for {name}: use a whole number")
+    })?;
     Ok((name.to_string(), n))
 }
 
 fn set_replicas(svc: &mut Service, n: u64) -> anyhow::Result<()> {
     match &mut svc.spec.mode {
         ServiceMode::Replicated { replicas } => *replicas = n,
-        ServiceMode::ReplicatedJob { total_completions, .. } => *total_completions = n,
+        ServiceMode::ReplicatedJob {
+            total_completions, ..
+        } => *total_completions = n,
         other => anyhow::bail!(
             "scale can only be used with replicated or replicated-job mode; {} is {}",
             svc.metadata.name,
@@ -49,13 +51,20 @@ fn set_replicas(svc: &mut Service, n: u64) -> anyhow::Result<()> {
 }
 
 pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
-    let pairs: Vec<(String, u64)> = args.pairs.iter().map(|p| pair(p)).collect::<anyhow::Result<_>>()?;
+    let pairs: Vec<(String, u64)> = args
+        .pairs
+        .iter()
+        .map(|p| pair(p))
+        .collect::<anyhow::Result<_>>()?;
     let client = args.connect.client()?;
     block_on(async {
         let mut scaled = Vec::new();
         let mut failed = false;
         for (name, n) in &pairs {
-            let baseline = lookup::find::<Service>(&client, name).await.ok().and_then(|s| s.status.update_status);
+            let baseline = lookup::find::<Service>(&client, name)
+                .await
+                .ok()
+                .and_then(|s| s.status.update_status);
             match lookup::update::<Service>(&client, name, |s| set_replicas(s, *n)).await {
                 Ok(svc) => {
                     output::emit(&format!("{name} scaled to {n}\n"))?;
@@ -67,9 +76,15 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let mut code = if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        let mut code = if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
         for (name, baseline) in scaled {
-            if converge::wait_service(&client, &name, Goal::Update, baseline, &args.wait).await? != ExitCode::SUCCESS {
+            if converge::wait_service(&client, &name, Goal::Update, baseline, &args.wait).await?
+                != ExitCode::SUCCESS
+            {
                 code = ExitCode::FAILURE;
             }
         }
@@ -84,10 +99,25 @@ mod tests {
     #[test]
     fn pairs_parse() {
         assert_eq!(pair("web=3").unwrap(), ("web".to_string(), 3));
-        assert!(pair("web").unwrap_err().to_string().contains("SERVICE=REPLICAS"));
-        assert!(pair("web=x").unwrap_err().to_string().contains("whole number"));
+        assert!(
+            pair("web")
+                .unwrap_err()
+                .to_string()
+                .contains("SERVICE=REPLICAS")
+        );
+        assert!(
+            pair("web=x")
+                .unwrap_err()
+                .to_string()
+                .contains("whole number")
+        );
         let mut s = Service::default();
         s.spec.mode = ServiceMode::Global {};
-        assert!(set_replicas(&mut s, 2).unwrap_err().to_string().contains("global"));
+        assert!(
+            set_replicas(&mut s, 2)
+                .unwrap_err()
+                .to_string()
+                .contains("global")
+        );
     }
 }

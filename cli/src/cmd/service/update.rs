@@ -94,12 +94,18 @@ pub struct UpdateArgs {
 }
 
 /// Applies the flags to `svc` (`lookup` reads this shell's environment).
-pub fn apply(svc: &mut Service, a: &UpdateArgs, lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+pub fn apply(
+    svc: &mut Service,
+    a: &UpdateArgs,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
     let spec = &mut svc.spec;
     if let Some(n) = a.replicas {
         match &mut spec.mode {
             ServiceMode::Replicated { replicas } => *replicas = n,
-            ServiceMode::ReplicatedJob { total_completions, .. } => *total_completions = n,
+            ServiceMode::ReplicatedJob {
+                total_completions, ..
+            } => *total_completions = n,
             _ => anyhow::bail!(
                 "--replicas can only be used with replicated or replicated-job mode; {} is {}",
                 svc.metadata.name,
@@ -148,7 +154,10 @@ pub fn apply(svc: &mut Service, a: &UpdateArgs, lookup: &dyn Fn(&str) -> Option<
     t.networks.retain(|n| !a.network_rm.contains(&n.target));
     for n in &a.network_add {
         if !t.networks.iter().any(|x| &x.target == n) {
-            t.networks.push(NetworkAttachmentConfig { target: n.clone(), ..Default::default() });
+            t.networks.push(NetworkAttachmentConfig {
+                target: n.clone(),
+                ..Default::default()
+            });
         }
     }
     if a.force {
@@ -182,7 +191,11 @@ pub fn run(a: UpdateArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
         let before = lookup::find::<Service>(&client, &a.service).await?;
         let baseline = before.status.update_status.clone();
-        let goal = if a.rollback { Goal::Rollback } else { Goal::Update };
+        let goal = if a.rollback {
+            Goal::Rollback
+        } else {
+            Goal::Update
+        };
         let updated = lookup::update::<Service>(&client, &a.service, |svc| {
             let original = svc.clone();
             apply(svc, &a, &|k| std::env::var(k).ok())?;
@@ -242,21 +255,54 @@ mod tests {
     #[test]
     fn add_and_rm_flags() {
         let s = updated(&[
-            "--image", "nginx:1.27", "--replicas", "5", "--env-add", "C=3", "--env-rm", "A",
-            "--publish-rm", "53/udp", "--publish-add", "9090:80", "--constraint-rm",
-            "node.role==worker", "--constraint-add", "node.labels.zone==a", "--label-add", "c=3",
-            "--label-rm", "a", "--network-add", "back", "--network-rm", "front", "--force",
-            "--update-parallelism", "3", "--limit-memory", "1G", "web",
+            "--image",
+            "nginx:1.27",
+            "--replicas",
+            "5",
+            "--env-add",
+            "C=3",
+            "--env-rm",
+            "A",
+            "--publish-rm",
+            "53/udp",
+            "--publish-add",
+            "9090:80",
+            "--constraint-rm",
+            "node.role==worker",
+            "--constraint-add",
+            "node.labels.zone==a",
+            "--label-add",
+            "c=3",
+            "--label-rm",
+            "a",
+            "--network-add",
+            "back",
+            "--network-rm",
+            "front",
+            "--force",
+            "--update-parallelism",
+            "3",
+            "--limit-memory",
+            "1G",
+            "web",
         ])
         .unwrap();
         let c = &s.spec.task_template.container;
         assert_eq!(c.image, "nginx:1.27");
         assert_eq!(s.spec.replicas(), Some(5));
         assert_eq!(c.env.keys().collect::<Vec<_>>(), vec!["B", "C"]);
-        let ports: Vec<(u16, Option<u16>)> =
-            s.spec.endpoint.ports.iter().map(|p| (p.target_port, p.published_port)).collect();
+        let ports: Vec<(u16, Option<u16>)> = s
+            .spec
+            .endpoint
+            .ports
+            .iter()
+            .map(|p| (p.target_port, p.published_port))
+            .collect();
         assert_eq!(ports, vec![(80, Some(9090))]);
-        assert_eq!(s.spec.task_template.placement.constraints, vec!["node.labels.zone==a"]);
+        assert_eq!(
+            s.spec.task_template.placement.constraints,
+            vec!["node.labels.zone==a"]
+        );
         assert_eq!(s.metadata.labels.keys().collect::<Vec<_>>(), vec!["b", "c"]);
         assert_eq!(s.spec.task_template.networks[0].target, "back");
         assert_eq!(s.spec.task_template.networks.len(), 1);
