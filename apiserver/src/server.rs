@@ -211,6 +211,23 @@ pub const ROUTES: &[RouteDoc] = &[
             "Commit several writes all or none",
         )
     },
+    RouteDoc {
+        has_body: true,
+        ..route(
+            "POST",
+            "/v1/join",
+            "Join with a token and a CSR; get a certificate (TLS mode, no client certificate needed)",
+        )
+    },
+    route("GET", "/v1/ca", "The cluster CA certificate (TLS mode)"),
+    RouteDoc {
+        has_body: true,
+        ..route(
+            "POST",
+            "/v1/renew",
+            "Renew the caller's certificate for a new key",
+        )
+    },
     route("GET", "/healthz", "Liveness"),
     route("GET", "/readyz", "Readiness (store reachable)"),
     route("GET", "/metrics", "Prometheus metrics"),
@@ -225,6 +242,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/transactions", post(txn::transaction))
         .route("/v1/join", post(join::join))
+        .route("/v1/ca", get(join::ca))
+        .route("/v1/renew", post(join::renew))
         .route("/v1/stacks/{name}/apply", post(apply::apply))
         .route("/v1/{plural}", get(list::list).post(objects::create))
         .route(

@@ -35,7 +35,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Paths served to callers without a client certificate.
-pub const UNAUTHENTICATED_PATHS: &[&str] = &["/healthz", "/readyz", "/v1/join"];
+pub const UNAUTHENTICATED_PATHS: &[&str] = &["/healthz", "/readyz", "/v1/join", "/v1/ca"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

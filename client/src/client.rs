@@ -54,7 +54,8 @@ impl Client {
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
                 ClientError::Config(format!("{} is not a PEM certificate: {e}", ca.display()))
             })?;
-            builder = builder.add_root_certificate(cert);
+            // Only the cluster CA: a credentials file pins its cluster.
+            builder = builder.tls_certs_only([cert]);
         }
         match (&ctx.client_certificate, &ctx.client_key) {
             (Some(cert), Some(key)) => {

@@ -1,10 +1,12 @@
 //! swarm's client side: a typed HTTP client for the apiserver, watch streams, and the
-//! controller runtime (watch → cache → queue → reconcile) that every controller shares.
+//! controller runtime (watch → cache → queue → reconcile) that every controller shares, and
+//! joining a TLS cluster (`join`).
 
 pub mod apply;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod join;
 pub mod list;
 pub mod params;
 pub mod runtime;

@@ -139,7 +139,7 @@ async fn check(
         .any(|kv| kv == "watch=true" || kv == "watch=1");
     let (plural, name, status) = match segments.as_slice() {
         // Checked per operation by the transaction handler.
-        ["v1", "transactions"] | ["v1", "join"] => return Ok(()),
+        ["v1", "transactions"] | ["v1", "join" | "ca" | "renew"] => return Ok(()),
         ["v1", "stacks", _, "apply"] => {
             let allowed = matches!(who.role, Role::Admin | Role::Manager)
                 || (who.role == Role::Controller && who.id == "gitops");

@@ -1,4 +1,5 @@
-//! `POST /v1/join`: a machine with a join token and a CSR gets a certificate.
+//! Joining and certificates: `POST /v1/join` (a machine with a join token and a CSR gets a
+//! certificate), `GET /v1/ca`, `POST /v1/renew`.
 //!
 //! The only endpoint served without a client certificate. The token (checked in constant
 //! time) decides the role; the apiserver, not the CSR, decides the identity: a fresh node id,
@@ -81,4 +82,54 @@ pub async fn join(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiRe
         "certificate": certificate,
         "ca": pki.ca.cert_pem(),
     })))
+}
+
+/// `GET /v1/ca`: the cluster CA certificate, served without a client certificate. A joining
+/// machine fetches it without trusting the connection, then trusts it only if its digest is
+/// the one in the join token.
+pub async fn ca(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    let Some(pki) = st.pki.as_ref() else {
+        return Err(ApiError::new(
+            StatusReason::NotFound,
+            "this apiserver runs without TLS, so it has no CA; start it with --tls",
+        ));
+    };
+    Ok(Json(json!({ "ca": pki.ca.cert_pem() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewRequest {
+    csr: String,
+}
+
+/// `POST /v1/renew`: a certificate holder gets a fresh certificate for a new key, with the
+/// same identity; the old certificate is what authenticates the request.
+pub async fn renew(
+    State(st): State<AppState>,
+    peer: Option<axum::Extension<crate::tls::Peer>>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let (Some(pki), Some(axum::Extension(crate::tls::Peer(Some(who))))) = (st.pki.as_ref(), peer)
+    else {
+        return Err(ApiError::new(
+            StatusReason::Unauthorized,
+            "not authenticated: renewing needs the current certificate of the caller",
+        ));
+    };
+    let req: RenewRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid renew request: {e}")))?;
+    let certificate = pki
+        .ca
+        .sign_csr(&req.csr, &who, &[], DEFAULT_CERT_VALIDITY)
+        .map_err(|e| {
+            invalid(
+                "csr",
+                format!("not a usable certificate signing request: {e}"),
+            )
+        })?;
+    tracing::info!(identity = %who, "certificate renewed");
+    Ok(Json(
+        json!({ "certificate": certificate, "ca": pki.ca.cert_pem() }),
+    ))
 }

@@ -1,0 +1,263 @@
+//! Joining a cluster and keeping a certificate: what `swarm join` and the agent do.
+//!
+//! 1. Fetch the CA from the manager over a connection that trusts nothing yet, and keep it
+//!    only if its SHA-256 is the digest in the join token — so a machine posing as the manager
+//!    is caught before anything is sent to it.
+//! 2. Make a key here (it never leaves the machine), send a CSR with the token over a
+//!    connection that trusts only that CA, and get back a certificate naming the node id and
+//!    role the manager chose.
+//! 3. Renew before expiry: at a random point between 50 % and 80 % of the certificate's life
+//!    (so a fleet that joined together does not renew together), authenticated by the
+//!    current certificate.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use swarm_pki::{Identity, JoinToken, NodeKey, Role, ca_digest_of_pem};
+
+use crate::config::{ClientConfig, Context};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    Token(#[from] swarm_pki::TokenError),
+    #[error(
+        "the manager at {server} presented a CA that does not match the join token; refusing to trust it (wrong address, or someone in between)"
+    )]
+    CaMismatch { server: String },
+    #[error("cannot reach the manager at {server}: {message}")]
+    Unreachable { server: String, message: String },
+    #[error("the manager refused: {0}")]
+    Refused(String),
+    #[error("certificate: {0}")]
+    Pki(String),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A machine's credentials: its key, its certificate and the cluster CA (all PEM).
+#[derive(Clone, Debug)]
+pub struct NodeCredentials {
+    pub identity: Identity,
+    pub key_pem: String,
+    pub cert_pem: String,
+    pub ca_pem: String,
+}
+
+const KEY_FILE: &str = "node.key";
+const CERT_FILE: &str = "node.crt";
+const CA_FILE: &str = "ca.crt";
+
+fn unreachable(server: &str, e: impl std::fmt::Display) -> JoinError {
+    JoinError::Unreachable {
+        server: server.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn pki_err(e: impl std::fmt::Display) -> JoinError {
+    JoinError::Pki(e.to_string())
+}
+
+/// Reads a JSON answer; a non-2xx answer becomes `Refused` with the `Status` message.
+async fn answer(server: &str, resp: reqwest::Response) -> Result<Value, JoinError> {
+    let ok = resp.status().is_success();
+    let body: Value = resp.json().await.map_err(|e| unreachable(server, e))?;
+    if ok {
+        Ok(body)
+    } else {
+        Err(JoinError::Refused(
+            body["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .to_string(),
+        ))
+    }
+}
+
+fn field(body: &Value, name: &str) -> Result<String, JoinError> {
+    body[name]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| JoinError::Refused(format!("the manager's answer has no {name:?}")))
+}
+
+fn pinned_client(
+    ca_pem: &str,
+    identity: Option<&NodeCredentials>,
+) -> Result<reqwest::Client, JoinError> {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(pki_err)?;
+    let mut b = reqwest::Client::builder().tls_certs_only([ca]);
+    if let Some(c) = identity {
+        let pem = format!("{}\n{}", c.cert_pem, c.key_pem);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).map_err(pki_err)?);
+    }
+    b.build().map_err(pki_err)
+}
+
+/// Fetches the manager's CA and checks it against the token's digest.
+pub async fn fetch_ca(server: &str, token: &JoinToken) -> Result<String, JoinError> {
+    // Trusting nothing is the point here: what we get is checked against the token.
+    let blind = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .map_err(pki_err)?;
+    let resp = blind
+        .get(format!("{server}/v1/ca"))
+        .send()
+        .await
+        .map_err(|e| unreachable(server, e))?;
+    let ca = field(&answer(server, resp).await?, "ca")?;
+    if ca_digest_of_pem(&ca).map_err(pki_err)? != token.ca_digest {
+        return Err(JoinError::CaMismatch {
+            server: server.to_string(),
+        });
+    }
+    Ok(ca)
+}
+
+/// Joins the cluster at `server` (`https://ADDR:PORT`) with `token`.
+pub async fn join(server: &str, token: &str, hostname: &str) -> Result<NodeCredentials, JoinError> {
+    let token: JoinToken = token.parse()?;
+    let ca_pem = fetch_ca(server, &token).await?;
+    let key = NodeKey::generate().map_err(pki_err)?;
+    let csr = key.csr_pem(hostname).map_err(pki_err)?;
+    let resp = pinned_client(&ca_pem, None)?
+        .post(format!("{server}/v1/join"))
+        .json(&json!({"token": token.to_string(), "csr": csr, "hostname": hostname}))
+        .send()
+        .await
+        .map_err(|e| unreachable(server, e))?;
+    let body = answer(server, resp).await?;
+    let cert_pem = field(&body, "certificate")?;
+    Ok(NodeCredentials {
+        identity: identity_of(&cert_pem)?,
+        key_pem: key.key_pem(),
+        cert_pem,
+        ca_pem,
+    })
+}
+
+fn der_of(cert_pem: &str) -> Result<Vec<u8>, JoinError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(pki_err)?;
+    Ok(pem.contents)
+}
+
+fn identity_of(cert_pem: &str) -> Result<Identity, JoinError> {
+    Identity::from_cert_der(&der_of(cert_pem)?).map_err(pki_err)
+}
+
+/// The certificate's validity, as (not before, not after).
+pub fn validity(cert_pem: &str) -> Result<(SystemTime, SystemTime), JoinError> {
+    let der = der_of(cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(pki_err)?;
+    let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    Ok((
+        at(cert.validity().not_before.timestamp()),
+        at(cert.validity().not_after.timestamp()),
+    ))
+}
+
+/// When to renew: a point between 50 % and 80 % of the certificate's life, `fraction` in
+/// [0, 1) choosing where (pass a random number).
+pub fn renewal_time(cert_pem: &str, fraction: f64) -> Result<SystemTime, JoinError> {
+    let (start, end) = validity(cert_pem)?;
+    let life = end.duration_since(start).unwrap_or_default();
+    let share = 0.5 + 0.3 * fraction.clamp(0.0, 1.0);
+    Ok(start + life.mul_f64(share))
+}
+
+impl NodeCredentials {
+    pub fn role(&self) -> Role {
+        self.identity.role
+    }
+
+    /// Gets a new certificate for a new key from `server`, authenticated by the current one.
+    pub async fn renew(&self, server: &str) -> Result<NodeCredentials, JoinError> {
+        let key = NodeKey::generate().map_err(pki_err)?;
+        let csr = key.csr_pem(&self.identity.id).map_err(pki_err)?;
+        let resp = pinned_client(&self.ca_pem, Some(self))?
+            .post(format!("{server}/v1/renew"))
+            .json(&json!({ "csr": csr }))
+            .send()
+            .await
+            .map_err(|e| unreachable(server, e))?;
+        let cert_pem = field(&answer(server, resp).await?, "certificate")?;
+        Ok(NodeCredentials {
+            identity: identity_of(&cert_pem)?,
+            key_pem: key.key_pem(),
+            cert_pem,
+            ca_pem: self.ca_pem.clone(),
+        })
+    }
+
+    /// Saves to `dir` (`node.key` 0600, `node.crt`, `ca.crt`), each file replaced atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), JoinError> {
+        write(dir, KEY_FILE, &self.key_pem, true)?;
+        write(dir, CERT_FILE, &self.cert_pem, false)?;
+        write(dir, CA_FILE, &self.ca_pem, false)
+    }
+
+    /// Loads what `save` wrote.
+    pub fn load(dir: &Path) -> Result<NodeCredentials, JoinError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|source| JoinError::Io {
+                action: "read",
+                path,
+                source,
+            })
+        };
+        let cert_pem = read(CERT_FILE)?;
+        Ok(NodeCredentials {
+            identity: identity_of(&cert_pem)?,
+            key_pem: read(KEY_FILE)?,
+            cert_pem,
+            ca_pem: read(CA_FILE)?,
+        })
+    }
+
+    /// A credentials file context for `server` using the files `save` wrote in `dir`.
+    pub fn client_config(dir: &Path, server: &str) -> ClientConfig {
+        let mut config = ClientConfig::single(server);
+        if let Some(ctx) = config.contexts.first_mut() {
+            *ctx = Context {
+                name: ctx.name.clone(),
+                server: server.to_string(),
+                certificate_authority: Some(dir.join(CA_FILE)),
+                client_certificate: Some(dir.join(CERT_FILE)),
+                client_key: Some(dir.join(KEY_FILE)),
+            };
+        }
+        config
+    }
+}
+
+fn write(dir: &Path, name: &str, content: &str, private: bool) -> Result<(), JoinError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io = |action, source| JoinError::Io {
+        action,
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(|e| io("write", e))?;
+    f.write_all(content.as_bytes())
+        .map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("write", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io("write", e))
+}
