@@ -73,7 +73,11 @@ fn description(info: &NodeInfo, cfg: &NodeConfig) -> NodeDescription {
         memory_bytes: info.memory_bytes,
         engine: Some(EngineDescription {
             engine_version: info.engine_version.clone(),
-            labels: info.engine_labels.clone().into_iter().collect::<HashMap<_, _>>(),
+            labels: info
+                .engine_labels
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
         }),
         platform: Some(Platform {
             os: info.os.clone(),
@@ -140,13 +144,15 @@ async fn session(
 ) -> Result<(), SessionError> {
     let channel = match channel {
         Some(c) => c,
-        None => endpoint(&cfg.manager)?
-            .connect()
-            .await
-            .map_err(|source| SessionError::Connect {
-                addr: cfg.manager.clone(),
-                source,
-            })?,
+        None => {
+            endpoint(&cfg.manager)?
+                .connect()
+                .await
+                .map_err(|source| SessionError::Connect {
+                    addr: cfg.manager.clone(),
+                    source,
+                })?
+        }
     };
     let mut client = DispatcherClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)

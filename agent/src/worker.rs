@@ -158,7 +158,10 @@ impl Worker {
             }
             Err(e) => tracing::warn!(error = %e, "cannot list containers"),
         }
-        tracing::info!(tasks = self.tasks.len(), "assignments: complete set applied");
+        tracing::info!(
+            tasks = self.tasks.len(),
+            "assignments: complete set applied"
+        );
         self.maintain().await;
     }
 

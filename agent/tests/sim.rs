@@ -124,11 +124,19 @@ async fn simulated_nodes_register_and_run_their_tasks() {
     }
     wait_for("20 running tasks", async || {
         let tasks: Vec<Task> = list(&f, Kind::Task).await;
-        tasks.iter().filter(|t| t.status.state == TaskState::Running).count() == 20
+        tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .count()
+            == 20
     })
     .await;
     let tasks: Vec<Task> = list(&f, Kind::Task).await;
-    assert!(tasks.iter().all(|t| t.status.container_id.starts_with("sim-")));
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t.status.container_id.starts_with("sim-"))
+    );
 
     // Desired SHUTDOWN is honoured.
     let AnyObject::Task(mut t) = f.registry.get(Kind::Task, "sim.0.1").await.unwrap() else {
@@ -183,7 +191,11 @@ async fn a_thousand_simulated_nodes() {
     let stop = agent(&f, "k", n, fast());
     wait_for("all nodes ready", async || {
         let nodes: Vec<swarm_api::Node> = list(&f, Kind::Node).await;
-        nodes.iter().filter(|x| x.status.state == NodeState::Ready).count() == n
+        nodes
+            .iter()
+            .filter(|x| x.status.state == NodeState::Ready)
+            .count()
+            == n
     })
     .await;
     let registered = t0.elapsed();
@@ -194,7 +206,11 @@ async fn a_thousand_simulated_nodes() {
     let created = t1.elapsed();
     wait_for("all tasks running", async || {
         let tasks: Vec<Task> = list(&f, Kind::Task).await;
-        tasks.iter().filter(|t| t.status.state == TaskState::Running).count() == n
+        tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .count()
+            == n
     })
     .await;
     let converged = t1.elapsed();

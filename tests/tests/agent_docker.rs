@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde_json::Value;
 use swarm_agent::{AgentOptions, RuntimeKind};
 use swarm_api::{
-    AnyObject, Healthcheck, Kind, Network, NetworkAttachment, NetworkSpec, PortConfig,
-    PublishMode, Task, TaskSpec, TaskState,
+    AnyObject, Healthcheck, Kind, Network, NetworkAttachment, NetworkSpec, PortConfig, PublishMode,
+    Task, TaskSpec, TaskState,
 };
 use swarm_apiserver::registry::{Registry, Subresource};
 use swarm_apiserver::server::{RunningServer, Server, ServerOptions};
@@ -164,7 +164,13 @@ impl Cluster {
     }
 
     /// A task of `service` in `slot`, bound to this node and ASSIGNED.
-    async fn task(&self, service: &str, slot: u64, image: &str, edit: impl FnOnce(&mut Task)) -> String {
+    async fn task(
+        &self,
+        service: &str,
+        slot: u64,
+        image: &str,
+        edit: impl FnOnce(&mut Task),
+    ) -> String {
         let name = format!("{service}.{slot}.1");
         let mut t = Task::new(
             &name,
@@ -257,9 +263,7 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 async fn a_task_runs_as_a_labelled_container_and_fails_when_removed() {
     let c = Cluster::start("run").await;
     let agent = c.agent();
-    let name = c
-        .task("web", 1, "swarm-examples/hello:1", |_| {})
-        .await;
+    let name = c.task("web", 1, "swarm-examples/hello:1", |_| {}).await;
     let t = c.wait_state(&name, TaskState::Running).await;
     assert!(!t.status.container_id.is_empty());
 
@@ -337,10 +341,7 @@ async fn desired_shutdown_stops_and_remove_removes_the_container() {
         .update(AnyObject::Task(Box::new(t)), Subresource::Main)
         .await
         .unwrap();
-    wait_until("container removed", || {
-        !docker(&["inspect", &cname]).0
-    })
-    .await;
+    wait_until("container removed", || !docker(&["inspect", &cname]).0).await;
     agent.stop().await;
 }
 
@@ -388,7 +389,10 @@ async fn tasks_on_one_network_reach_each_other_by_service_name() {
     let c = Cluster::start("net").await;
     let net = format!("n{}", std::process::id());
     c.registry
-        .create(AnyObject::Network(Network::new(&net, NetworkSpec::default())))
+        .create(AnyObject::Network(Network::new(
+            &net,
+            NetworkSpec::default(),
+        )))
         .await
         .unwrap();
     let agent = c.agent();
@@ -447,7 +451,11 @@ async fn host_ports_publish_and_unhealthy_containers_fail() {
                 publish_mode: PublishMode::Host,
                 ..Default::default()
             }];
-            t.spec.template.container.env.insert("UNHEALTHY_AFTER".into(), "4".into());
+            t.spec
+                .template
+                .container
+                .env
+                .insert("UNHEALTHY_AFTER".into(), "4".into());
             t.spec.template.container.healthcheck = Some(Healthcheck {
                 test: vec!["CMD".into(), "/hello".into(), "probe".into()],
                 interval: Some(Duration::from_secs(1).into()),

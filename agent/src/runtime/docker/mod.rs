@@ -72,8 +72,12 @@ impl DockerRuntime {
             .await
             .map_err(docker_error)?;
         let (events, _) = broadcast::channel(1024);
-        let pump =
-            tokio::spawn(events::pump(docker.clone(), node.to_string(), events.clone())).abort_handle();
+        let pump = tokio::spawn(events::pump(
+            docker.clone(),
+            node.to_string(),
+            events.clone(),
+        ))
+        .abort_handle();
         Ok(DockerRuntime {
             docker,
             node: node.to_string(),
@@ -171,7 +175,10 @@ impl Runtime for DockerRuntime {
             .labels
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
             .collect();
         Ok(NodeInfo {
             hostname: info.name.unwrap_or_default(),

@@ -85,7 +85,9 @@ pub async fn prune(
     let mut filters: HashMap<&str, Vec<String>> = HashMap::new();
     filters.insert("label", vec![format!("{LABEL_NODE}={node}")]);
     let nets = docker
-        .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build()))
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
         .await
         .map_err(docker_error)?;
     for n in nets {

@@ -215,10 +215,14 @@ pub fn create_body(task: &Task, node: &str) -> ContainerCreateBody {
             // Ingress: published on an ephemeral host port; the routing mesh forwards to it.
             PublishMode::Ingress => String::new(),
         };
-        bindings.entry(key).or_insert(None).get_or_insert_with(Vec::new).push(PortBinding {
-            host_ip: None,
-            host_port: Some(host_port),
-        });
+        bindings
+            .entry(key)
+            .or_insert(None)
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: None,
+                host_port: Some(host_port),
+            });
     }
 
     let nets = attachments(task);
@@ -370,7 +374,10 @@ mod tests {
         assert_eq!(h.pids_limit, Some(64));
         assert_eq!(
             h.extra_hosts,
-            Some(vec!["db:10.0.0.1".to_string(), "cache:10.0.0.1".to_string()])
+            Some(vec![
+                "db:10.0.0.1".to_string(),
+                "cache:10.0.0.1".to_string()
+            ])
         );
         assert_eq!(h.network_mode.as_deref(), Some("swarm-shop_front"));
         let pb = h.port_bindings.unwrap();
