@@ -193,6 +193,14 @@ pub fn plan_update(
     check_precondition(&new, current)?;
     let mut obj = match sub {
         Subresource::Main => {
+            let mut new = new;
+            // Secret data is write-only over the API (handlers::redact): a write that carries
+            // none keeps what is stored.
+            if let (AnyObject::Secret(stored), AnyObject::Secret(n)) = (current, &mut new)
+                && n.spec.data.is_empty()
+            {
+                n.spec.data = stored.spec.data.clone();
+            }
             let mut obj = if kind.has_status() {
                 with_part(&new, "status", current)?
             } else {

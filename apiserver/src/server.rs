@@ -682,7 +682,7 @@ mod etcd_tests {
             .unwrap();
         assert_eq!(r.status().as_u16(), 201);
         let got: Value = http
-            .get(format!("{}/v1/secrets/pw", b.url()))
+            .get(format!("{}/v1/secrets/pw?showData=true", b.url()))
             .send()
             .await
             .unwrap()

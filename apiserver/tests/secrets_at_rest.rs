@@ -24,7 +24,7 @@ fn files_contain(dir: &std::path::Path, needle: &str) -> bool {
 }
 
 async fn get_secret(url: &str) -> Value {
-    reqwest::get(format!("{url}/v1/secrets/db"))
+    reqwest::get(format!("{url}/v1/secrets/db?showData=true"))
         .await
         .unwrap()
         .json()
@@ -73,7 +73,7 @@ async fn a_lost_key_file_makes_secrets_unreadable_not_wrong() {
     // A new key is made on start; the old secret cannot be opened with it, and the API says so.
     std::fs::remove_file(dir.path().join(SECRETS_KEY_FILE)).unwrap();
     let again = Server::bind(options(dir.path())).await.unwrap().spawn();
-    let resp = reqwest::get(format!("{}/v1/secrets/db", again.url()))
+    let resp = reqwest::get(format!("{}/v1/secrets/db?showData=true", again.url()))
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 500);
@@ -86,4 +86,58 @@ async fn a_lost_key_file_makes_secrets_unreadable_not_wrong() {
         "{status}"
     );
     again.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn secret_data_is_write_only_unless_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::bind(options(dir.path())).await.unwrap().spawn();
+    let url = server.url();
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{url}/v1/secrets"))
+        .json(&json!({"kind": "Secret", "metadata": {"name": "db"}, "spec": {"data": DATA}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["spec"]["data"], "");
+    let plain: Value = reqwest::get(format!("{url}/v1/secrets/db"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plain["spec"]["data"], "");
+    let list: Value = reqwest::get(format!("{url}/v1/secrets"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["spec"]["data"], "");
+    let list: Value = reqwest::get(format!("{url}/v1/secrets?showData=true"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["spec"]["data"], DATA);
+
+    // Writing back what was read (data empty) relabels without losing the data.
+    let mut relabel = plain.clone();
+    relabel["metadata"]["labels"] = json!({"team": "db"});
+    let r = http
+        .put(format!("{url}/v1/secrets/db"))
+        .json(&relabel)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let after = get_secret(&url).await;
+    assert_eq!(after["spec"]["data"], DATA);
+    assert_eq!(after["metadata"]["labels"]["team"], "db");
+    server.shutdown().await.unwrap();
 }

@@ -168,7 +168,7 @@ async fn a_node_reads_and_writes_only_what_is_its_own() {
     // Its own task and the secret it references: yes.
     let (code, _) = send(node_a.get(format!("{u}/v1/tasks/t-a"))).await;
     assert_eq!(code, 200);
-    let (code, got) = send(node_a.get(format!("{u}/v1/secrets/s-a"))).await;
+    let (code, got) = send(node_a.get(format!("{u}/v1/secrets/s-a?showData=true"))).await;
     assert_eq!((code, got["spec"]["data"].clone()), (200, json!("eA==")));
     let sel = format!("{u}/v1/tasks?fieldSelector=spec.nodeName%3D{a}");
     let (code, list) = send(node_a.get(sel)).await;

@@ -25,6 +25,8 @@ pub struct ListParams {
     pub resource_version: Option<String>,
     pub allow_watch_bookmarks: Option<String>,
     pub timeout_seconds: Option<String>,
+    /// `true`: secrets keep their data (see `redact`).
+    pub show_data: Option<String>,
 }
 
 impl ListParams {
@@ -60,5 +62,12 @@ pub async fn list(
     }
     let q = p.query(kind)?;
     let list = st.registry.list(kind, &q).await?;
-    Ok(Json(list.to_json()).into_response())
+    let mut json = list.to_json();
+    let reveal = flag(&p.show_data, "showData")?;
+    if let Some(items) = json.get_mut("items").and_then(|i| i.as_array_mut()) {
+        for item in items {
+            super::redact::redact_json(item, reveal);
+        }
+    }
+    Ok(Json(json).into_response())
 }

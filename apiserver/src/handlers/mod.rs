@@ -10,6 +10,7 @@ pub mod health;
 pub mod join;
 pub mod list;
 pub mod objects;
+pub mod redact;
 pub mod txn;
 pub mod watch;
 

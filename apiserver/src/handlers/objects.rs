@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use swarm_api::{AnyObject, Kind, StatusCause};
 
+use super::redact::{RevealParams, redact};
 use super::{AppState, JsonBody, ObjectParams, Params, kind_of};
 use crate::codec::{decode_request, parse_revision};
 use crate::errors::{ApiError, ApiResult};
@@ -19,9 +20,11 @@ use crate::registry::Subresource;
 pub async fn get(
     State(st): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
+    Params(show): Params<RevealParams>,
 ) -> ApiResult<Json<AnyObject>> {
     let kind = kind_of(&plural)?;
-    Ok(Json(st.registry.get(kind, &name).await?))
+    let obj = st.registry.get(kind, &name).await?;
+    Ok(Json(redact(obj, show.reveal())))
 }
 
 pub async fn get_status(
@@ -40,7 +43,7 @@ pub async fn create(
     let kind = kind_of(&plural)?;
     let obj = decode_request(kind, body, "")?;
     let created = st.registry.create(obj).await?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    Ok((StatusCode::CREATED, Json(redact(created, false))).into_response())
 }
 
 pub async fn replace(
@@ -50,7 +53,8 @@ pub async fn replace(
 ) -> ApiResult<Json<AnyObject>> {
     let kind = kind_of(&plural)?;
     let obj = named(kind, &name, body)?;
-    Ok(Json(st.registry.update(obj, Subresource::Main).await?))
+    let updated = st.registry.update(obj, Subresource::Main).await?;
+    Ok(Json(redact(updated, false)))
 }
 
 pub async fn replace_status(
@@ -76,7 +80,7 @@ pub async fn delete(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((code, Json(obj)).into_response())
+    Ok((code, Json(redact(obj, false))).into_response())
 }
 
 /// The kind of a `/status` URL: only kinds that have a status.

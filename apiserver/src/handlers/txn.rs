@@ -95,6 +95,10 @@ pub async fn transaction(
         }
         match st.registry.commit(plans).await {
             Ok((revision, objs)) => {
+                let objs: Vec<AnyObject> = objs
+                    .into_iter()
+                    .map(|o| super::redact::redact(o, false))
+                    .collect();
                 return Ok(Json(serde_json::json!({
                     "resourceVersion": revision.to_string(),
                     "results": objs,
