@@ -53,7 +53,11 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         ..ControllerConfig::default()
     };
     let mut c = Controller::<Service>::with_config("gc", client.clone(), Config::default(), config);
-    let tasks = c.watches(Config::default(), |t: &Task| vec![t.spec.service.clone()]);
+    let tasks = c.watches_indexed(
+        Config::default(),
+        Some(crate::replication::by_service),
+        |t: &Task, _| vec![t.spec.service.clone()],
+    );
     let ctx = Arc::new(Ctx {
         client,
         services: c.store(),
@@ -69,7 +73,7 @@ pub async fn run(client: Client, opts: Options, stop: CancellationToken) {
 }
 
 pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let tasks = ctx.tasks.filter(|t| t.spec.service == name);
+    let tasks = ctx.tasks.indexed(&name);
     let svc = ctx.services.get(&name);
     let doomed: Vec<&Arc<Task>> = match &svc {
         None => tasks.iter().collect(),

@@ -44,8 +44,16 @@ pub struct Ctx {
     pub tasks: Store<Task>,
     /// Silence after which a node is down.
     pub timeout: Duration,
-    /// Per node: the last heartbeat value seen, and when it was first seen.
-    seen: Mutex<HashMap<String, (Option<Timestamp>, Instant)>>,
+    /// Per node: what this process knows of its heartbeats.
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+/// The heartbeat value last seen on a node, when it was first seen, and whether it has moved
+/// since this process first looked (only a moving heartbeat proves a node is back).
+struct Seen {
+    heartbeat: Option<Timestamp>,
+    at: Instant,
+    moved: bool,
 }
 
 pub fn controller(client: Client, opts: &Options) -> (Controller<Node>, Arc<Ctx>) {
@@ -79,21 +87,29 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
     let heartbeat = node.status.last_heartbeat;
-    let silent_for = {
+    let (silent_for, moved) = {
         let mut seen = ctx.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = seen
-            .entry(name.clone())
-            .or_insert((heartbeat, Instant::now()));
-        if entry.0 != heartbeat {
-            *entry = (heartbeat, Instant::now());
+        let entry = seen.entry(name.clone()).or_insert(Seen {
+            heartbeat,
+            at: Instant::now(),
+            moved: false,
+        });
+        if entry.heartbeat != heartbeat {
+            *entry = Seen {
+                heartbeat,
+                at: Instant::now(),
+                moved: true,
+            };
         }
-        entry.1.elapsed()
+        (entry.at.elapsed(), entry.moved)
     };
     // A node that never sent a heartbeat has not joined yet: nothing to judge.
     if heartbeat.is_none() {
         return Ok(Action::await_change());
     }
-    let alive = silent_for < ctx.timeout;
+    // A node first seen by this process gets a full timeout of grace; a node already down
+    // is back only once its heartbeat has moved (a restarted controller must not revive it).
+    let alive = silent_for < ctx.timeout && (moved || node.status.state != NodeState::Down);
     match (node.status.state, alive) {
         (NodeState::Down, false) => {
             stop_tasks(&ctx, &name).await?;

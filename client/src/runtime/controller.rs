@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::BackoffConfig;
 use super::metrics::Metrics;
 use super::queue::{Outcome, WorkQueue};
-use super::reflector::{Store, Writer, reflector};
+use super::reflector::{IndexFn, Store, Writer, reflector};
 use super::watcher::{self, Event, watcher};
 use crate::Client;
 
@@ -208,7 +208,20 @@ impl<K: Resource> Controller<K> {
         watch: watcher::Config,
         mapper: impl Fn(&C, Change) -> Vec<String> + Send + Sync + 'static,
     ) -> Store<C> {
-        let writer = Writer::<C>::new();
+        self.watches_indexed(watch, None, mapper)
+    }
+
+    /// Like `watches_changes`, with the returned cache indexed by `index` (`Store::indexed`).
+    pub fn watches_indexed<C: Resource>(
+        &mut self,
+        watch: watcher::Config,
+        index: Option<IndexFn<C>>,
+        mapper: impl Fn(&C, Change) -> Vec<String> + Send + Sync + 'static,
+    ) -> Store<C> {
+        let writer = match index {
+            Some(f) => Writer::<C>::with_index(f),
+            None => Writer::<C>::new(),
+        };
         let store = writer.store();
         self.ready.push(ready_future(&store));
         let queue = self.queue.clone();

@@ -22,5 +22,5 @@ pub use controller::{Action, Change, Controller, ControllerConfig, Trigger};
 pub use leader::{LeaderConfig, LeaderElector};
 pub use metrics::Metrics;
 pub use queue::{Outcome, WorkQueue};
-pub use reflector::{Store, Writer, reflector};
+pub use reflector::{IndexFn, Store, Writer, reflector};
 pub use watcher::{Event, WatchError, watcher};

@@ -9,8 +9,11 @@
 //! and objects deleted while the watch was down disappear. `Store::wait_until_ready` resolves
 //! after the first complete list: a controller that reconciled against an empty cache before
 //! that would think nothing exists.
+//!
+//! A store may keep one secondary index (`Writer::with_index`), e.g. tasks by service name, so
+//! a reconcile reads "the tasks of web" without scanning every task in the cluster.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::{Stream, StreamExt};
@@ -21,10 +24,75 @@ use super::watcher::Event;
 
 type Map<K> = HashMap<String, Arc<K>>;
 
+/// Computes an object's index key (`None`: not indexed).
+pub type IndexFn<K> = fn(&K) -> Option<String>;
+
+/// The objects, and the optional index over them.
+#[derive(Debug)]
+struct Cache<K> {
+    objects: Map<K>,
+    index: Option<Index<K>>,
+}
+
+#[derive(Debug)]
+struct Index<K> {
+    key_of: IndexFn<K>,
+    names: HashMap<String, BTreeSet<String>>,
+}
+
+impl<K> Index<K> {
+    fn add(&mut self, name: &str, obj: &K) {
+        if let Some(k) = (self.key_of)(obj) {
+            self.names.entry(k).or_default().insert(name.to_string());
+        }
+    }
+
+    fn remove(&mut self, name: &str, obj: &K) {
+        if let Some(k) = (self.key_of)(obj)
+            && let Some(set) = self.names.get_mut(&k)
+        {
+            set.remove(name);
+            if set.is_empty() {
+                self.names.remove(&k);
+            }
+        }
+    }
+}
+
+impl<K> Cache<K> {
+    fn insert(&mut self, name: String, obj: Arc<K>) {
+        if let Some(ix) = &mut self.index {
+            if let Some(old) = self.objects.get(&name) {
+                ix.remove(&name, old);
+            }
+            ix.add(&name, &obj);
+        }
+        self.objects.insert(name, obj);
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(old) = self.objects.remove(name)
+            && let Some(ix) = &mut self.index
+        {
+            ix.remove(name, &old);
+        }
+    }
+
+    fn replace_all(&mut self, fresh: Map<K>) {
+        if let Some(ix) = &mut self.index {
+            ix.names.clear();
+            for (name, obj) in &fresh {
+                ix.add(name, obj);
+            }
+        }
+        self.objects = fresh;
+    }
+}
+
 /// A shared, read-only view of the cache.
 #[derive(Debug)]
 pub struct Store<K> {
-    map: Arc<RwLock<Map<K>>>,
+    map: Arc<RwLock<Cache<K>>>,
     ready: watch::Receiver<bool>,
 }
 
@@ -40,7 +108,7 @@ impl<K> Clone for Store<K> {
 /// The only writer of a `Store`.
 #[derive(Debug)]
 pub struct Writer<K> {
-    map: Arc<RwLock<Map<K>>>,
+    map: Arc<RwLock<Cache<K>>>,
     ready: watch::Sender<bool>,
     /// The objects of a relist in progress.
     buffer: Option<Map<K>>,
@@ -54,9 +122,24 @@ impl<K: Resource> Default for Writer<K> {
 
 impl<K: Resource> Writer<K> {
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// A writer whose store also indexes objects by `key_of` (see `Store::indexed`).
+    pub fn with_index(key_of: IndexFn<K>) -> Self {
+        Self::build(Some(Index {
+            key_of,
+            names: HashMap::new(),
+        }))
+    }
+
+    fn build(index: Option<Index<K>>) -> Self {
         let (ready, _) = watch::channel(false);
         Writer {
-            map: Arc::new(RwLock::new(HashMap::new())),
+            map: Arc::new(RwLock::new(Cache {
+                objects: HashMap::new(),
+                index,
+            })),
             ready,
             buffer: None,
         }
@@ -87,7 +170,7 @@ impl<K: Resource> Writer<K> {
             }
             Event::InitDone => {
                 let fresh = self.buffer.take().unwrap_or_default();
-                *write(&self.map) = fresh;
+                write(&self.map).replace_all(fresh);
                 self.ready.send_replace(true);
             }
         }
@@ -97,30 +180,46 @@ impl<K: Resource> Writer<K> {
 impl<K: Resource> Store<K> {
     /// The object named `name`, as last seen.
     pub fn get(&self, name: &str) -> Option<Arc<K>> {
-        read(&self.map).get(name).cloned()
+        read(&self.map).objects.get(name).cloned()
     }
 
     /// Every object (in no particular order).
     pub fn state(&self) -> Vec<Arc<K>> {
-        read(&self.map).values().cloned().collect()
+        read(&self.map).objects.values().cloned().collect()
     }
 
     /// Every object for which `pred` holds.
     pub fn filter(&self, pred: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
         read(&self.map)
+            .objects
             .values()
             .filter(|o| pred(o))
             .cloned()
             .collect()
     }
 
+    /// The objects whose index key is `key`, in name order. A store without an index
+    /// (`Writer::new`) has none.
+    pub fn indexed(&self, key: &str) -> Vec<Arc<K>> {
+        let cache = read(&self.map);
+        let Some(ix) = &cache.index else {
+            return Vec::new();
+        };
+        ix.names
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| cache.objects.get(n).cloned())
+            .collect()
+    }
+
     /// The names of every object.
     pub fn keys(&self) -> Vec<String> {
-        read(&self.map).keys().cloned().collect()
+        read(&self.map).objects.keys().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        read(&self.map).len()
+        read(&self.map).objects.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -140,13 +239,13 @@ impl<K: Resource> Store<K> {
     }
 }
 
-fn read<K>(m: &RwLock<Map<K>>) -> RwLockReadGuard<'_, Map<K>> {
+fn read<K>(m: &RwLock<Cache<K>>) -> RwLockReadGuard<'_, Cache<K>> {
     // A panic while holding the lock cannot leave a HashMap half-updated in a way that
     // matters here (each write is one insert, remove or swap), so a poisoned lock is used.
     m.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write<K>(m: &RwLock<Map<K>>) -> RwLockWriteGuard<'_, Map<K>> {
+fn write<K>(m: &RwLock<Cache<K>>) -> RwLockWriteGuard<'_, Cache<K>> {
     m.write().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -202,6 +301,44 @@ mod tests {
         assert_eq!(s.keys(), vec!["d"]);
         assert!(s.get("b").is_none());
         assert_eq!(s.filter(|n| n.metadata.name == "d").len(), 1);
+    }
+
+    fn labelled(name: &str, app: &str) -> Network {
+        let mut n = net(name);
+        n.metadata.labels.insert("app".into(), app.into());
+        n
+    }
+
+    #[test]
+    fn the_index_follows_changes_deletes_and_relists() {
+        let mut w = Writer::<Network>::with_index(|n| n.metadata.labels.get("app").cloned());
+        let s = w.store();
+        let names = |app: &str| -> Vec<String> {
+            s.indexed(app)
+                .iter()
+                .map(|n| n.metadata.name.clone())
+                .collect()
+        };
+        w.apply(&Event::Init);
+        w.apply(&Event::InitApply(labelled("a", "web")));
+        w.apply(&Event::InitApply(labelled("b", "web")));
+        w.apply(&Event::InitApply(net("plain")));
+        w.apply(&Event::InitDone);
+        assert_eq!(names("web"), vec!["a", "b"]);
+        // Moving an object to another key removes it from the old one.
+        w.apply(&Event::Apply(labelled("b", "db")));
+        assert_eq!(
+            (names("web"), names("db")),
+            (vec!["a".to_string()], vec!["b".to_string()])
+        );
+        w.apply(&Event::Delete(labelled("a", "web")));
+        assert!(names("web").is_empty());
+        w.apply(&Event::Init);
+        w.apply(&Event::InitApply(labelled("c", "web")));
+        w.apply(&Event::InitDone);
+        assert_eq!((names("web"), names("db")), (vec!["c".to_string()], vec![]));
+        // A store without an index has nothing indexed.
+        assert!(Writer::<Network>::new().store().indexed("web").is_empty());
     }
 
     #[tokio::test]

@@ -77,7 +77,9 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         config,
     );
     let services = c.store();
-    let tasks = c.watches(Config::default(), |t: &Task| vec![t.spec.service.clone()]);
+    let tasks = c.watches_indexed(Config::default(), Some(by_service), |t: &Task, _| {
+        vec![t.spec.service.clone()]
+    });
     let all = services.clone();
     let seen: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
     let nodes = c.watches_changes(Config::default(), move |n: &Node, change| {
@@ -101,6 +103,11 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         nodes,
     });
     (c, ctx)
+}
+
+/// The task cache's index: tasks by service name.
+pub fn by_service(t: &Task) -> Option<String> {
+    Some(t.spec.service.clone())
 }
 
 /// What about a node decides where tasks may run.
@@ -132,7 +139,7 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if svc.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let all = ctx.tasks.filter(|t| t.spec.service == name);
+    let all = ctx.tasks.indexed(&name);
     let tasks = plan::tasks_of(&svc, &all);
     let nodes: HashMap<String, Arc<Node>> = ctx
         .nodes
