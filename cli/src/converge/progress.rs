@@ -56,11 +56,7 @@ pub fn lines(a: &Assessment, bars: bool) -> Vec<(String, String)> {
         let state = s.state.map(|st| st.as_str()).unwrap_or("");
         let mut line = format!("{}: {state:<STATE_WIDTH$} ", s.label);
         match s.state {
-            Some(st) if st.is_terminal() || st == TaskState::Rejected => {
-                if !s.message.is_empty() {
-                    line.push_str(&s.message);
-                }
-            }
+            Some(st) if st.is_terminal() => line.push_str(&s.message),
             Some(st) if bars => line.push_str(&bar(st)),
             _ => {}
         }

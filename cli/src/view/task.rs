@@ -200,6 +200,7 @@ mod tests {
     use crate::view::fixtures::{ago, now};
     use serde_json::json;
 
+    #[allow(clippy::too_many_arguments)]
     fn task(
         name: &str,
         slot: u64,

@@ -79,8 +79,7 @@ pub fn build(
     args: &CreateArgs,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Service> {
-    let mut spec = ServiceSpec::default();
-    spec.mode = match args.mode.as_str() {
+    let mode = match args.mode.as_str() {
         "global" => {
             if args.replicas.is_some() {
                 anyhow::bail!("--replicas can only be used with replicated or replicated-job mode");
@@ -95,6 +94,10 @@ pub fn build(
         _ => ServiceMode::Replicated {
             replicas: args.replicas.unwrap_or(1),
         },
+    };
+    let mut spec = ServiceSpec {
+        mode,
+        ..Default::default()
     };
     let t = &mut spec.task_template;
     let c = &mut t.container;

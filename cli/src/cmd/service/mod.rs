@@ -24,7 +24,7 @@ pub struct ServiceArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum ServiceCommand {
     /// Create a service and wait for it to converge.
-    Create(create::CreateArgs),
+    Create(Box<create::CreateArgs>),
     /// List services.
     #[command(alias = "list")]
     Ls(ls::LsArgs),
@@ -45,7 +45,7 @@ pub enum ServiceCommand {
 
 pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        ServiceCommand::Create(a) => create::run(a),
+        ServiceCommand::Create(a) => create::run(*a),
         ServiceCommand::Ls(a) => ls::run(a),
         ServiceCommand::Ps(a) => ps::run(a),
         ServiceCommand::Inspect(a) => inspect::run(a),

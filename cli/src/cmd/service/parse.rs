@@ -21,7 +21,7 @@ pub fn env_entry(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<(String, String)> {
     match s.split_once('=') {
-        Some((k, _)) if k.is_empty() => anyhow::bail!("invalid --env {s:?}: the name is empty"),
+        Some(("", _)) => anyhow::bail!("invalid --env {s:?}: the name is empty"),
         Some((k, v)) => Ok((k.to_string(), v.to_string())),
         None => match lookup(s) {
             Some(v) => Ok((s.to_string(), v)),
