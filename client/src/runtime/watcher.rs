@@ -14,7 +14,9 @@
 //!   exactly the changes after it, so nothing is missed or seen twice.
 //! * **Resume**: every event and every `BOOKMARK` advances the version the watcher would
 //!   resume from; a broken stream (server timeout, connection reset) re-watches from there.
-//! * **Relist** when that version is gone (410, or an `ERROR` event with `Expired`/`Gone`):
+//! * **Relist** when that version is gone (410, or an `ERROR` event with `Expired`/`Gone`),
+//!   or is newer than anything the server has (504 `ResourceVersionTooLarge`: the store was
+//!   replaced or restored behind the watcher's back):
 //!   the emitted `Init … InitApply … InitDone` bracket lets a cache swap its whole content
 //!   atomically, which also forgets objects deleted while we were away.
 //! * **Backoff**: after an error the next request waits an exponentially growing, jittered
@@ -101,10 +103,13 @@ pub enum WatchError {
 }
 
 impl WatchError {
-    /// The watcher will relist (its resume version was compacted away).
+    /// The watcher will relist (its resume version was compacted away, or is from a store
+    /// that is not there any more).
     pub fn is_gone(&self) -> bool {
         match self {
-            WatchError::List(e) | WatchError::WatchStart(e) | WatchError::Stream(e) => e.is_gone(),
+            WatchError::List(e) | WatchError::WatchStart(e) | WatchError::Stream(e) => {
+                e.is_gone() || e.status().is_some_and(is_too_large)
+            }
             WatchError::ErrorEvent(s) => is_gone_status(s),
         }
     }
@@ -116,6 +121,15 @@ fn is_gone_status(s: &Status) -> bool {
             s.reason,
             swarm_api::StatusReason::Expired | swarm_api::StatusReason::Gone
         )
+        || is_too_large(s)
+}
+
+/// The server has not reached the requested version (Kubernetes' "Too large resource
+/// version"); after a store restore it never will, so waiting is no answer.
+fn is_too_large(s: &Status) -> bool {
+    s.causes()
+        .iter()
+        .any(|c| c.reason == "ResourceVersionTooLarge")
 }
 
 /// The states of the machine; see the module documentation.
@@ -361,4 +375,37 @@ enum Step<K> {
     Quiet,
     /// Nothing to emit, but the last connection was useless: back off before stepping.
     Idle,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_api::{StatusCause, StatusReason};
+
+    #[test]
+    fn gone_too_large_and_other_errors_are_told_apart() {
+        let gone = Status::new(StatusReason::Expired, "too old resource version");
+        assert!(WatchError::ErrorEvent(Box::new(gone.clone())).is_gone());
+        assert!(WatchError::WatchStart(ClientError::from(gone)).is_gone());
+        // Kubernetes' answer to a version the server has not reached: relist too.
+        let mut too_large = Status::new(StatusReason::Timeout, "Too large resource version");
+        too_large.code = 504;
+        too_large.details = Some(swarm_api::status::StatusDetails {
+            causes: vec![StatusCause::new(
+                "ResourceVersionTooLarge",
+                "resourceVersion",
+                "Too large resource version",
+            )],
+            ..Default::default()
+        });
+        assert!(WatchError::WatchStart(ClientError::from(too_large)).is_gone());
+        // A plain timeout or an unreachable server: resume from the same version instead.
+        let busy = Status::new(StatusReason::Timeout, "busy");
+        assert!(!WatchError::WatchStart(ClientError::from(busy)).is_gone());
+        let down = ClientError::Transport {
+            url: "http://x".into(),
+            message: "connection refused".into(),
+        };
+        assert!(!WatchError::Stream(down).is_gone());
+    }
 }
