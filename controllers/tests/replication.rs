@@ -327,3 +327,35 @@ async fn a_replicated_job_runs_to_completion_within_max_concurrent() {
     );
     ctl.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_job_completes_once_per_node_including_nodes_that_join() {
+    let c = start().await;
+    c.sim.add_node("a").await.unwrap();
+    c.sim.add_node("b").await.unwrap();
+    let ctl = c.run("replication", opts("r1"));
+    c.create_service(&service("migrate", ServiceMode::GlobalJob {}))
+        .await;
+    let done = |s: &swarm_controllers::invariants::Snapshot| {
+        tasks_of(s, "migrate")
+            .iter()
+            .filter(|t| t.status.state == TaskState::Complete)
+            .count()
+    };
+    c.wait_for("a and b complete", |s| {
+        done(s) == 2 && s.services[0].status.replicas.completed == 2
+    })
+    .await;
+    c.sim.add_node("c").await.unwrap();
+    let s = c
+        .wait_for("c completes too", |s| {
+            done(s) == 3 && s.services[0].status.replicas.completed == 3
+        })
+        .await;
+    let names: Vec<&str> = tasks_of(&s, "migrate")
+        .iter()
+        .map(|t| t.metadata.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["migrate.a.1", "migrate.b.1", "migrate.c.1"]);
+    ctl.stop().await;
+}
