@@ -4,9 +4,11 @@
 //! * `session` — the gRPC session: register, heartbeat, assignment stream, status batches;
 //! * `worker` — assignments applied to one runner per task, adoption and cleanup;
 //! * `runner` — one task's state machine over the runtime;
+//! * `mesh` — the routing mesh: published ports forwarded to running tasks on any node;
 //! * `reporter` — status reports waiting to be sent, latest wins;
 //! * `runtime` — the `Runtime` trait and its `docker` and `sim` backends.
 
+pub mod mesh;
 pub mod reporter;
 pub mod runner;
 pub mod runtime;
@@ -119,6 +121,7 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
                 manager: opts.manager.clone(),
                 node_name: name,
                 advertise_addr: advertise,
+                mesh: true,
             };
             session::run_node(cfg, Arc::new(rt), None, shutdown).await;
         }
@@ -152,6 +155,7 @@ async fn run_sim(
             manager: opts.manager.clone(),
             node_name: name,
             advertise_addr: advertise.to_string(),
+            mesh: false,
         };
         nodes.push(tokio::spawn(session::run_node(
             cfg,

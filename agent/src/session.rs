@@ -11,8 +11,8 @@ use std::time::Duration;
 use swarm_proto::DispatcherClient;
 use swarm_proto::v1::{
     AssignmentChange, AssignmentsRequest, EngineDescription, HeartbeatRequest, NodeDescription,
-    Platform, RegisterRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
-    assignments_message::Type,
+    Platform, RegisterRequest, RoutesMessage, RoutesRequest, TaskStatusUpdate,
+    UpdateTaskStatusRequest, assignments_message::Type,
 };
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub manager: String,
     pub node_name: String,
     pub advertise_addr: String,
+    /// Run the routing mesh on the advertise address.
+    pub mesh: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +181,21 @@ async fn session(
     let mut maintain = tokio::time::interval(Duration::from_secs(10));
     maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut complete: Vec<AssignmentChange> = Vec::new();
+    let mut routes: Option<tonic::Streaming<RoutesMessage>> = None;
+    let mut mesh = None;
+    if cfg.mesh
+        && let Ok(ip) = cfg.advertise_addr.parse()
+    {
+        routes = Some(
+            client
+                .routes(RoutesRequest {
+                    session_id: session_id.clone(),
+                })
+                .await?
+                .into_inner(),
+        );
+        mesh = Some(crate::mesh::Mesh::new(ip));
+    }
     loop {
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
@@ -226,6 +243,22 @@ async fn session(
                 }
             }
             _ = maintain.tick() => worker.maintain().await,
+            r = next_routes(&mut routes) => {
+                let Some(table) = r? else { return Err(SessionError::StreamEnded) };
+                if let Some(m) = mesh.as_mut() {
+                    m.apply(&table.routes).await;
+                }
+            }
         }
+    }
+}
+
+/// The next routing table, or never when the mesh is off.
+async fn next_routes(
+    routes: &mut Option<tonic::Streaming<RoutesMessage>>,
+) -> Result<Option<RoutesMessage>, tonic::Status> {
+    match routes {
+        Some(s) => s.message().await,
+        None => std::future::pending().await,
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-use swarm_api::{Config, Network, Secret, Task};
+use swarm_api::{Config, Network, Secret, Service, Task};
 use swarm_proto::v1::{AssignmentChange, ObjectKind, assignment_change::Action};
 
 use crate::reporter::Reporter;
@@ -20,6 +20,7 @@ enum Change {
     Network(String, Option<Network>),
     Secret(String, Option<Secret>),
     Config(String, Option<Config>),
+    Service(String, Option<Box<Service>>),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(c: &AssignmentChange) -> Option<T> {
@@ -41,6 +42,7 @@ fn decode_change(c: &AssignmentChange) -> Option<Change> {
         ObjectKind::Network => Change::Network(name, if remove { None } else { decode(c) }),
         ObjectKind::Secret => Change::Secret(name, if remove { None } else { decode(c) }),
         ObjectKind::Config => Change::Config(name, if remove { None } else { decode(c) }),
+        ObjectKind::Service => Change::Service(name, if remove { None } else { decode(c) }),
         ObjectKind::Unspecified => return None,
     })
 }
@@ -90,6 +92,12 @@ impl Worker {
             }
             Change::Config(n, None) => {
                 a.configs.remove(&n);
+            }
+            Change::Service(n, Some(v)) => {
+                a.services.insert(n, *v);
+            }
+            Change::Service(n, None) => {
+                a.services.remove(&n);
             }
             Change::Task(_) | Change::TaskGone(_) => {}
         }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde_json::Value;
 use swarm_agent::{AgentOptions, RuntimeKind};
 use swarm_api::{
-    AnyObject, Healthcheck, Kind, Network, NetworkAttachment, NetworkSpec, PortConfig, PublishMode,
-    Task, TaskSpec, TaskState,
+    AnyObject, EndpointSpec, Healthcheck, Kind, Network, NetworkAttachment, NetworkSpec,
+    PortConfig, PublishMode, Service, ServiceSpec, Task, TaskSpec, TaskState,
 };
 use swarm_apiserver::registry::{Registry, Subresource};
 use swarm_apiserver::server::{RunningServer, Server, ServerOptions};
@@ -488,4 +488,77 @@ async fn host_ports_publish_and_unhealthy_containers_fail() {
     let t = c.wait_state(&name, TaskState::Failed).await;
     assert_eq!(t.status.err, "unhealthy container");
     agent.stop().await;
+}
+
+/// One HTTP GET on loopback; the body, or `None` if nothing answered.
+fn get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    (!out.is_empty()).then_some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routing_mesh_forwards_a_published_port_to_every_task() {
+    let c = Cluster::start("mesh").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut spec = ServiceSpec {
+        endpoint: EndpointSpec {
+            ports: vec![PortConfig {
+                target_port: 8080,
+                published_port: Some(port),
+                publish_mode: PublishMode::Ingress,
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    spec.task_template.container.image = "swarm-examples/hello:1".into();
+    c.registry
+        .create(AnyObject::Service(Box::new(Service::new("meshweb", spec))))
+        .await
+        .unwrap();
+    let agent = c.agent();
+    let one = c.task("meshweb", 1, "swarm-examples/hello:1", |_| {}).await;
+    let two = c.task("meshweb", 2, "swarm-examples/hello:1", |_| {}).await;
+    let t1 = c.wait_state(&one, TaskState::Running).await;
+    c.wait_state(&two, TaskState::Running).await;
+    assert!(
+        t1.status
+            .ports
+            .iter()
+            .any(|p| p.target_port == 8080 && p.publish_mode == PublishMode::Ingress),
+        "{:?}",
+        t1.status.ports
+    );
+    // Both tasks answer on the one published port, round robin.
+    let (mut saw_one, mut saw_two) = (false, false);
+    let r = tokio::time::timeout(PATIENCE, async {
+        while !(saw_one && saw_two) {
+            let body = tokio::task::spawn_blocking(move || get(port))
+                .await
+                .unwrap();
+            if let Some(b) = body {
+                saw_one |= b.contains(&one);
+                saw_two |= b.contains(&two);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "answers: task 1 {saw_one}, task 2 {saw_two}");
+    agent.stop().await;
+    // With the agent gone, nothing listens on the port any more.
+    let closed = tokio::task::spawn_blocking(move || get(port))
+        .await
+        .unwrap();
+    assert!(closed.is_none());
 }

@@ -8,7 +8,7 @@ pub mod sim;
 use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use swarm_api::{Config, Network, PortConfig, Secret, Task, TaskHealth};
+use swarm_api::{Config, Network, PortConfig, Secret, Service, Task, TaskHealth};
 use tokio::sync::broadcast;
 
 /// What a node offers, for its `Node` object.
@@ -69,6 +69,21 @@ pub struct Assets {
     pub networks: HashMap<String, Network>,
     pub secrets: HashMap<String, Secret>,
     pub configs: HashMap<String, Config>,
+    pub services: HashMap<String, Service>,
+}
+
+/// The ports a task publishes: its own list, else its service's (as allocated, else as
+/// asked). Host mode binds the published port; ingress binds an ephemeral host port the
+/// routing mesh forwards to.
+pub fn task_ports(task: &Task, assets: &Assets) -> Vec<PortConfig> {
+    if !task.spec.ports.is_empty() {
+        return task.spec.ports.clone();
+    }
+    match assets.services.get(&task.spec.service) {
+        Some(s) if !s.status.ports.is_empty() => s.status.ports.clone(),
+        Some(s) => s.spec.endpoint.ports.clone(),
+        None => Vec::new(),
+    }
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

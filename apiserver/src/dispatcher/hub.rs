@@ -12,10 +12,11 @@
 //! behind is cut off with a reason; its agent reconnects and gets a complete set again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use swarm_api::{AnyObject, Kind, TaskState};
+use swarm_api::{AnyObject, Kind, PortProtocol, PublishMode, TaskHealth, TaskState};
+use swarm_proto::v1::Route;
 use tokio::sync::{mpsc, watch};
 
 use crate::registry::ListQuery;
@@ -23,7 +24,14 @@ use crate::store::{EventType, Revision};
 use crate::watch_cache::{CachedObject, Start, WatchCache};
 
 /// The kinds the hub follows.
-pub const KINDS: [Kind; 4] = [Kind::Task, Kind::Network, Kind::Secret, Kind::Config];
+pub const KINDS: [Kind; 6] = [
+    Kind::Task,
+    Kind::Network,
+    Kind::Secret,
+    Kind::Config,
+    Kind::Service,
+    Kind::Node,
+];
 
 /// Room in a session's channel before the session is cut off as too slow.
 const SINK_BUFFER: usize = 8192;
@@ -58,6 +66,8 @@ struct State {
     task_node: HashMap<String, String>,
     objects: HashMap<(Kind, String), Arc<CachedObject>>,
     sinks: HashMap<String, Sink>,
+    /// Node name → the address other nodes reach it on (for the routing mesh).
+    node_addrs: HashMap<String, String>,
 }
 
 /// The node a task is visible to, if any.
@@ -65,6 +75,16 @@ fn visible_node(obj: &AnyObject) -> Option<&str> {
     match obj {
         AnyObject::Task(t) if t.status.state >= TaskState::Assigned => t.spec.node_name.as_deref(),
         _ => None,
+    }
+}
+
+/// Whether a service change matters to agents: its endpoint or its published ports.
+fn same_endpoint(a: &AnyObject, b: &AnyObject) -> bool {
+    match (a, b) {
+        (AnyObject::Service(a), AnyObject::Service(b)) => {
+            a.spec.endpoint == b.spec.endpoint && a.status.ports == b.status.ports
+        }
+        _ => false,
     }
 }
 
@@ -126,14 +146,28 @@ impl State {
     }
 
     fn set_object(&mut self, kind: Kind, name: &str, obj: Option<Arc<CachedObject>>) {
+        if kind == Kind::Node {
+            match obj.as_ref().map(|o| &o.obj) {
+                Some(AnyObject::Node(n)) => {
+                    self.node_addrs
+                        .insert(name.to_string(), n.status.addr.clone());
+                }
+                _ => {
+                    self.node_addrs.remove(name);
+                }
+            }
+            return;
+        }
         let key = (kind, name.to_string());
-        match &obj {
-            Some(o) => {
-                self.objects.insert(key, o.clone());
-            }
-            None => {
-                self.objects.remove(&key);
-            }
+        let prev = match &obj {
+            Some(o) => self.objects.insert(key, o.clone()),
+            None => self.objects.remove(&key),
+        };
+        if kind == Kind::Service
+            && let (Some(p), Some(o)) = (&prev, &obj)
+            && same_endpoint(&p.obj, &o.obj)
+        {
+            return; // only replica counts and the like changed
         }
         let nodes: Vec<String> = self.sinks.keys().cloned().collect();
         for node in nodes {
@@ -182,22 +216,29 @@ pub struct Hub {
     ready: watch::Sender<bool>,
     next_id: AtomicU64,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Set when something the routing table depends on changed.
+    dirty: AtomicBool,
+    routes: watch::Sender<Arc<Vec<Route>>>,
 }
 
 impl Hub {
     /// Starts following the watch cache.
     pub fn start(cache: WatchCache) -> Arc<Hub> {
         let (ready, _) = watch::channel(false);
+        let (routes, _) = watch::channel(Arc::new(Vec::new()));
         let hub = Arc::new(Hub {
             state: Mutex::new(State::default()),
             ready,
             next_id: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
+            dirty: AtomicBool::new(true),
+            routes,
         });
-        let handles: Vec<_> = KINDS
+        let mut handles: Vec<_> = KINDS
             .into_iter()
             .map(|kind| tokio::spawn(hub.clone().follow(cache.clone(), kind)).abort_handle())
             .collect();
+        handles.push(tokio::spawn(hub.clone().route_loop()).abort_handle());
         *hub.tasks.lock().unwrap_or_else(|p| p.into_inner()) = handles;
         hub
     }
@@ -229,6 +270,7 @@ impl Hub {
             self.load(kind, &sub.initial, sub.revision, first);
             first = false;
             while let Some(ev) = sub.rx.recv().await {
+                self.dirty.store(true, Ordering::Relaxed);
                 let mut st = self.lock();
                 st.revision = st.revision.max(ev.revision);
                 let name = ev.object.obj.name().to_string();
@@ -253,9 +295,18 @@ impl Hub {
         revision: Revision,
         first: bool,
     ) {
+        self.dirty.store(true, Ordering::Relaxed);
         let mut st = self.lock();
         st.revision = st.revision.max(revision);
-        if kind == Kind::Task {
+        if kind == Kind::Node {
+            st.node_addrs.clear();
+            for (_, obj) in initial {
+                if let AnyObject::Node(n) = &obj.obj {
+                    st.node_addrs
+                        .insert(n.metadata.name.clone(), n.status.addr.clone());
+                }
+            }
+        } else if kind == Kind::Task {
             st.tasks.clear();
             st.task_node.clear();
             for (_, obj) in initial {
@@ -336,4 +387,88 @@ impl Hub {
     pub fn revision(&self) -> Revision {
         self.lock().revision
     }
+}
+
+impl Hub {
+    /// The routing mesh's table, recomputed (at most every 200 ms) when tasks, services or
+    /// nodes change.
+    pub fn routes(&self) -> watch::Receiver<Arc<Vec<Route>>> {
+        self.routes.subscribe()
+    }
+
+    async fn route_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            if !self.dirty.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            let table = Arc::new(route_table(&self.lock()));
+            self.routes.send_if_modified(|cur| {
+                if **cur == *table {
+                    false
+                } else {
+                    *cur = table.clone();
+                    true
+                }
+            });
+        }
+    }
+}
+
+/// Every ingress-published TCP port, with the running, not unhealthy tasks behind it, each
+/// reached on its node's address and the host port Docker bound for it.
+fn route_table(st: &State) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for ((kind, name), obj) in &st.objects {
+        let (Kind::Service, AnyObject::Service(svc)) = (kind, &obj.obj) else {
+            continue;
+        };
+        let ports = if svc.status.ports.is_empty() {
+            &svc.spec.endpoint.ports
+        } else {
+            &svc.status.ports
+        };
+        for p in ports {
+            let (PublishMode::Ingress, PortProtocol::Tcp, Some(published)) =
+                (p.publish_mode, p.protocol, p.published_port)
+            else {
+                continue;
+            };
+            let mut backends = Vec::new();
+            for (node, tasks) in &st.tasks {
+                let Some(addr) = st.node_addrs.get(node).filter(|a| !a.is_empty()) else {
+                    continue;
+                };
+                for t in tasks.values() {
+                    let AnyObject::Task(t) = &t.obj else { continue };
+                    if t.spec.service != *name
+                        || t.status.state != TaskState::Running
+                        || t.spec.desired_state > TaskState::Running
+                        || t.status.health == Some(TaskHealth::Unhealthy)
+                    {
+                        continue;
+                    }
+                    if let Some(host) = t
+                        .status
+                        .ports
+                        .iter()
+                        .find(|tp| tp.target_port == p.target_port && tp.protocol == p.protocol)
+                        .and_then(|tp| tp.published_port)
+                    {
+                        backends.push(format!("{addr}:{host}"));
+                    }
+                }
+            }
+            backends.sort();
+            routes.push(Route {
+                service: name.clone(),
+                published_port: u32::from(published),
+                protocol: "tcp".into(),
+                backends,
+            });
+        }
+    }
+    routes.sort_by_key(|r| r.published_port);
+    routes
 }

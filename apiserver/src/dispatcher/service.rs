@@ -7,7 +7,8 @@ use std::time::Duration;
 use rand::Rng;
 use swarm_proto::v1::{
     AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
-    RegisterResponse, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+    RegisterResponse, RoutesMessage, RoutesRequest, UpdateTaskStatusRequest,
+    UpdateTaskStatusResponse,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -206,5 +207,36 @@ impl swarm_proto::Dispatcher for DispatcherService {
         .await
         .map_err(api_status)?;
         Ok(Response::new(UpdateTaskStatusResponse { refused }))
+    }
+
+    type RoutesStream = ReceiverStream<Result<RoutesMessage, Status>>;
+
+    async fn routes(
+        &self,
+        req: Request<RoutesRequest>,
+    ) -> Result<Response<Self::RoutesStream>, Status> {
+        let mut session = self.session(&req, &req.get_ref().session_id)?;
+        let mut routes = self.inner.hub.routes();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let table = routes.borrow_and_update().clone();
+                let msg = RoutesMessage {
+                    routes: table.as_ref().clone(),
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    r = routes.changed() => if r.is_err() { return },
+                    _ = session.ended.changed() => {
+                        let _ = tx.send(Err(Status::aborted("session ended; register again"))).await;
+                        return;
+                    }
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -29,6 +29,7 @@ fn object_kind(kind: Kind) -> ObjectKind {
         Kind::Network => ObjectKind::Network,
         Kind::Secret => ObjectKind::Secret,
         Kind::Config => ObjectKind::Config,
+        Kind::Service => ObjectKind::Service,
         _ => ObjectKind::Unspecified,
     }
 }
@@ -51,10 +52,11 @@ fn remove(kind: Kind, name: &str) -> AssignmentChange {
     }
 }
 
-/// What a task references: its networks, secrets and configs.
+/// What a task references: its service, networks, secrets and configs.
 pub fn references(obj: &AnyObject) -> BTreeSet<Ref> {
     let mut refs = BTreeSet::new();
     if let AnyObject::Task(t) = obj {
+        refs.insert((Kind::Service, t.spec.service.clone()));
         for n in &t.spec.networks {
             refs.insert((Kind::Network, n.network.clone()));
         }

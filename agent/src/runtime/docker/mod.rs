@@ -131,7 +131,8 @@ fn health(h: Option<HealthStatusEnum>) -> Option<TaskHealth> {
     }
 }
 
-fn ports(map: Option<bollard::models::PortMap>, task: &Task) -> Vec<PortConfig> {
+/// Ports as Docker bound them; `ingress` lists the `port/proto` keys published for the mesh.
+fn ports(map: Option<bollard::models::PortMap>, ingress: &str) -> Vec<PortConfig> {
     let mut out = Vec::new();
     for (key, bindings) in map.unwrap_or_default() {
         let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
@@ -143,13 +144,11 @@ fn ports(map: Option<bollard::models::PortMap>, task: &Task) -> Vec<PortConfig> 
             "sctp" => PortProtocol::Sctp,
             _ => PortProtocol::Tcp,
         };
-        let mode = task
-            .spec
-            .ports
-            .iter()
-            .find(|p| p.target_port == target && p.protocol == protocol)
-            .map(|p| p.publish_mode)
-            .unwrap_or(PublishMode::Host);
+        let mode = if ingress.split(',').any(|k| k == key) {
+            PublishMode::Ingress
+        } else {
+            PublishMode::Host
+        };
         let published = bindings
             .unwrap_or_default()
             .into_iter()
@@ -235,7 +234,10 @@ impl Runtime for DockerRuntime {
         let opts = CreateContainerOptionsBuilder::new().name(&name).build();
         match self
             .docker
-            .create_container(Some(opts), create_body(task, &self.node))
+            .create_container(
+                Some(opts),
+                create_body(task, &self.node, &super::task_ports(task, assets)),
+            )
             .await
         {
             Ok(_) => {}
@@ -290,7 +292,14 @@ impl Runtime for DockerRuntime {
             exit_code: state.exit_code,
             health: health(state.health.and_then(|h| h.status)),
             error: state.error.unwrap_or_default(),
-            ports: ports(c.network_settings.and_then(|n| n.ports), task),
+            ports: ports(
+                c.network_settings.and_then(|n| n.ports),
+                c.config
+                    .and_then(|cfg| cfg.labels)
+                    .and_then(|l| l.get(spec::LABEL_INGRESS).cloned())
+                    .unwrap_or_default()
+                    .as_str(),
+            ),
         }))
     }
 

@@ -10,7 +10,7 @@ use bollard::models::{
     ResourcesUlimits,
 };
 use swarm_api::meta::STACK_LABEL;
-use swarm_api::{MountType as SwarmMount, PortProtocol, PublishMode, Task};
+use swarm_api::{MountType as SwarmMount, PortConfig, PortProtocol, PublishMode, Task};
 
 /// Labels every managed container carries.
 pub const LABEL_NODE: &str = "swarm.node";
@@ -18,6 +18,8 @@ pub const LABEL_TASK: &str = "swarm.task";
 pub const LABEL_TASK_ID: &str = "swarm.task.id";
 pub const LABEL_SERVICE: &str = "swarm.service";
 pub const LABEL_SLOT: &str = "swarm.slot";
+/// `8080/tcp,9000/udp`: the container ports published for the routing mesh (ingress mode).
+pub const LABEL_INGRESS: &str = "swarm.ports.ingress";
 /// Networks the agent created carry the node that created them.
 pub const LABEL_NETWORK: &str = "swarm.network";
 
@@ -190,7 +192,7 @@ fn env(task: &Task, node: &str) -> Vec<String> {
 }
 
 /// Docker's create request for the task's container on `node`.
-pub fn create_body(task: &Task, node: &str) -> ContainerCreateBody {
+pub fn create_body(task: &Task, node: &str, ports: &[PortConfig]) -> ContainerCreateBody {
     let c = &task.spec.template.container;
     let limits = &task.spec.template.resources.limits;
     let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
@@ -207,7 +209,7 @@ pub fn create_body(task: &Task, node: &str) -> ContainerCreateBody {
 
     let mut exposed = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for p in &task.spec.ports {
+    for p in ports {
         let key = format!("{}/{}", p.target_port, proto(p.protocol));
         exposed.push(key.clone());
         let host_port = match p.publish_mode {
@@ -293,7 +295,18 @@ pub fn create_body(task: &Task, node: &str) -> ContainerCreateBody {
         cmd: some_vec(&c.args),
         tty: Some(c.tty),
         open_stdin: Some(c.open_stdin),
-        labels: Some(labels(task, node)),
+        labels: Some({
+            let mut l = labels(task, node);
+            let ingress: Vec<String> = ports
+                .iter()
+                .filter(|p| p.publish_mode == PublishMode::Ingress)
+                .map(|p| format!("{}/{}", p.target_port, proto(p.protocol)))
+                .collect();
+            if !ingress.is_empty() {
+                l.insert(LABEL_INGRESS.into(), ingress.join(","));
+            }
+            l
+        }),
         stop_signal: c.stop_signal.clone(),
         stop_timeout: Some(c.stop_grace_period.as_std().as_secs() as i64),
         healthcheck,
@@ -307,7 +320,7 @@ pub fn create_body(task: &Task, node: &str) -> ContainerCreateBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarm_api::{NetworkAttachment, PortConfig, TaskSpec};
+    use swarm_api::{NetworkAttachment, TaskSpec};
 
     fn task() -> Task {
         let mut t = Task::new(
@@ -360,7 +373,8 @@ mod tests {
 
     #[test]
     fn create_body_maps_the_spec() {
-        let b = create_body(&task(), "n1");
+        let t = task();
+        let b = create_body(&t, "n1", &t.spec.ports);
         let env = b.env.unwrap();
         assert!(env.contains(&"A=1".to_string()));
         assert!(env.contains(&"TASK_NAME=web.2.1".to_string()));
