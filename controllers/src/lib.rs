@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 pub use options::Options;
 
 /// Every controller `run` knows, in the order `all` starts them.
-pub const NAMES: &[&str] = &["replication", "placement", "nodes", "gc"];
+pub const NAMES: &[&str] = &["replication", "ipam", "placement", "nodes", "gc"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -47,6 +47,7 @@ fn controller(
         "replication" => Box::pin(replication::run(client, opts, stop)),
         "nodes" => Box::pin(nodes::run(client, opts, stop)),
         "gc" => Box::pin(gc::run(client, opts, stop)),
+        "ipam" => Box::pin(ipam::controller::run(client, opts, stop)),
         "placement" => Box::pin(placement::controller::run(client, opts, stop)),
         _ => return None,
     })

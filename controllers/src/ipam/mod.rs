@@ -21,6 +21,7 @@
 //!
 //! The decisions are pure (`subnet`, `ledger`, `ports`, `plan`); `controller` does the I/O.
 
+pub mod controller;
 pub mod ledger;
 pub mod plan;
 pub mod ports;
