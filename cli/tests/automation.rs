@@ -55,6 +55,25 @@ async fn wait_for_jsonpath_delete_and_timeout() {
             .contains("timed out waiting for the condition on nodes/node-1"),
         "{run:#?}"
     );
+    // A service with no running task has not converged, nodes or not.
+    c.swarm(&["service", "create", "-d", "--name", "api", "app:1"])
+        .await
+        .ok();
+    let run = c
+        .swarm(&[
+            "wait",
+            "--for=condition=Converged",
+            "--timeout",
+            "1s",
+            "service/api",
+        ])
+        .await;
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("timed out waiting for the condition on services/api"),
+        "{run:#?}"
+    );
     let bad = c.swarm(&["wait", "--for=ready", "node/node-1"]).await;
     assert!(bad.stderr.contains("condition=NAME"), "{bad:#?}");
 }

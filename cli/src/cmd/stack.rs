@@ -142,6 +142,12 @@ pub async fn wait_applied(
     baselines: &BTreeMap<String, Option<UpdateStatus>>,
     wait: &WaitArgs,
 ) -> anyhow::Result<ExitCode> {
+    let changed = resp.results.iter().any(|r| {
+        r.kind == "Service" && matches!(r.action, ApplyAction::Created | ApplyAction::Configured)
+    });
+    if !changed || !converge::should_wait(client, wait).await? {
+        return Ok(ExitCode::SUCCESS);
+    }
     for r in &resp.results {
         if r.kind != "Service" {
             continue;
@@ -151,7 +157,7 @@ pub async fn wait_applied(
             ApplyAction::Configured => Goal::Update,
             _ => continue,
         };
-        if !wait.quiet && !wait.detach {
+        if !wait.quiet {
             output::emit(&format!("{}\n", r.name))?;
         }
         let baseline = baselines.get(&r.name).cloned().flatten();

@@ -11,7 +11,7 @@ use swarm_api::{Duration, Kind};
 use swarm_client::{Client, ListParams, WatchEvent};
 
 use crate::connect::{ConnectArgs, block_on};
-use crate::converge::{self, Goal, WaitArgs};
+use crate::converge;
 use crate::output;
 
 #[derive(clap::Args, Debug)]
@@ -172,13 +172,8 @@ pub fn run(args: WaitCmdArgs) -> anyhow::Result<ExitCode> {
         let waited = if kind == Kind::Service
             && matches!(&want, Want::Condition { name: c, value } if c == "Converged" && value.eq_ignore_ascii_case("true"))
         {
-            let wait = WaitArgs {
-                detach: false,
-                quiet: true,
-                timeout: args.timeout,
-            };
             tokio::select! {
-                r = converge::wait_service(&client, &name, Goal::Update, None, &wait) => r.map(drop),
+                r = converge::until_converged(&client, &name, Some(timeout)) => r,
                 r = until(&client, kind, &name, &want) => r,
             }
         } else {

@@ -53,14 +53,7 @@ pub async fn wait_service(
     baseline: Option<UpdateStatus>,
     args: &WaitArgs,
 ) -> anyhow::Result<ExitCode> {
-    if args.detach {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if no_nodes(client).await? {
-        eprintln!(
-            "warning: not waiting for service {name} to converge: no node has joined the \
-             cluster yet (start an agent; -d skips waiting)"
-        );
+    if !should_wait(client, args).await? {
         return Ok(ExitCode::SUCCESS);
     }
     let mut progress = Progress::new(args.mode(), Box::new(std::io::stdout()));
@@ -75,6 +68,32 @@ pub async fn wait_service(
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits silently for `name` to converge, however many nodes there are (for `swarm wait`).
+pub async fn until_converged(
+    client: &Client,
+    name: &str,
+    timeout: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    let mut progress = Progress::new(Mode::Quiet, Box::new(std::io::sink()));
+    watch::run(client, name, Goal::Update, None, timeout, &mut progress).await
+}
+
+/// Whether to wait at all: not with `--detach`, and not in a cluster without nodes, which can
+/// run no task (waiting would never end; a warning says so).
+pub async fn should_wait(client: &Client, args: &WaitArgs) -> anyhow::Result<bool> {
+    if args.detach {
+        return Ok(false);
+    }
+    if no_nodes(client).await? {
+        eprintln!(
+            "warning: not waiting for convergence: no node has joined the cluster yet \
+             (start an agent; -d skips waiting)"
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// A cluster without nodes can run no task: waiting would never end.
