@@ -12,7 +12,7 @@
 //! behind is cut off with a reason; its agent reconnects and gets a complete set again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use swarm_api::{AnyObject, Kind, PortProtocol, PublishMode, TaskHealth, TaskState};
@@ -68,6 +68,8 @@ struct State {
     sinks: HashMap<String, Sink>,
     /// Node name → the address other nodes reach it on (for the routing mesh).
     node_addrs: HashMap<String, String>,
+    /// Something the routing table depends on changed since it was last computed.
+    routes_dirty: bool,
 }
 
 /// The node a task is visible to, if any.
@@ -147,14 +149,15 @@ impl State {
 
     fn set_object(&mut self, kind: Kind, name: &str, obj: Option<Arc<CachedObject>>) {
         if kind == Kind::Node {
-            match obj.as_ref().map(|o| &o.obj) {
-                Some(AnyObject::Node(n)) => {
-                    self.node_addrs
-                        .insert(name.to_string(), n.status.addr.clone());
-                }
-                _ => {
-                    self.node_addrs.remove(name);
-                }
+            // Heartbeats change nodes all the time; only an address change matters here.
+            let old = match obj.as_ref().map(|o| &o.obj) {
+                Some(AnyObject::Node(n)) => self
+                    .node_addrs
+                    .insert(name.to_string(), n.status.addr.clone()),
+                _ => self.node_addrs.remove(name),
+            };
+            if old.as_deref() != self.node_addrs.get(name).map(String::as_str) {
+                self.routes_dirty = true;
             }
             return;
         }
@@ -216,8 +219,6 @@ pub struct Hub {
     ready: watch::Sender<bool>,
     next_id: AtomicU64,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
-    /// Set when something the routing table depends on changed.
-    dirty: AtomicBool,
     routes: watch::Sender<Arc<Vec<Route>>>,
 }
 
@@ -231,7 +232,6 @@ impl Hub {
             ready,
             next_id: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
-            dirty: AtomicBool::new(true),
             routes,
         });
         let mut handles: Vec<_> = KINDS
@@ -270,8 +270,10 @@ impl Hub {
             self.load(kind, &sub.initial, sub.revision, first);
             first = false;
             while let Some(ev) = sub.rx.recv().await {
-                self.dirty.store(true, Ordering::Relaxed);
                 let mut st = self.lock();
+                if kind != Kind::Node {
+                    st.routes_dirty = true;
+                }
                 st.revision = st.revision.max(ev.revision);
                 let name = ev.object.obj.name().to_string();
                 match (kind, ev.kind) {
@@ -295,8 +297,8 @@ impl Hub {
         revision: Revision,
         first: bool,
     ) {
-        self.dirty.store(true, Ordering::Relaxed);
         let mut st = self.lock();
+        st.routes_dirty = true;
         st.revision = st.revision.max(revision);
         if kind == Kind::Node {
             st.node_addrs.clear();
@@ -400,10 +402,13 @@ impl Hub {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
         loop {
             tick.tick().await;
-            if !self.dirty.swap(false, Ordering::Relaxed) {
-                continue;
-            }
-            let table = Arc::new(route_table(&self.lock()));
+            let table = {
+                let mut st = self.lock();
+                if !std::mem::take(&mut st.routes_dirty) {
+                    continue;
+                }
+                Arc::new(route_table(&st))
+            };
             self.routes.send_if_modified(|cur| {
                 if **cur == *table {
                     false
@@ -471,4 +476,73 @@ fn route_table(st: &State) -> Vec<Route> {
     }
     routes.sort_by_key(|r| r.published_port);
     routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_api::{EndpointSpec, PortConfig, Service, ServiceSpec, Task, TaskSpec, TaskStatus};
+
+    fn task(name: &str, node: &str, state: TaskState, host_port: Option<u16>) -> Arc<CachedObject> {
+        let mut t = Task::new(
+            name,
+            TaskSpec {
+                service: "web".into(),
+                node_name: Some(node.into()),
+                desired_state: TaskState::Running,
+                ..Default::default()
+            },
+        );
+        t.status = TaskStatus {
+            state,
+            ports: host_port
+                .map(|p| PortConfig {
+                    target_port: 80,
+                    published_port: Some(p),
+                    publish_mode: PublishMode::Ingress,
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        CachedObject::new(AnyObject::Task(Box::new(t)))
+    }
+
+    #[test]
+    fn the_route_table_lists_running_tasks_on_their_nodes() {
+        let mut st = State::default();
+        let svc = Service::new(
+            "web",
+            ServiceSpec {
+                endpoint: EndpointSpec {
+                    ports: vec![PortConfig {
+                        target_port: 80,
+                        published_port: Some(8000),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        st.set_object(
+            Kind::Service,
+            "web",
+            Some(CachedObject::new(AnyObject::Service(Box::new(svc)))),
+        );
+        st.node_addrs.insert("n1".into(), "10.0.0.1".into());
+        st.node_addrs.insert("n2".into(), "10.0.0.2".into());
+        st.put_task(task("web.1.1", "n1", TaskState::Running, Some(32001)));
+        st.put_task(task("web.2.1", "n2", TaskState::Running, Some(32002)));
+        st.put_task(task("web.3.1", "n2", TaskState::Starting, Some(32003)));
+        st.put_task(task("web.4.1", "n1", TaskState::Running, None));
+        let routes = route_table(&st);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].published_port, 8000);
+        assert_eq!(routes[0].backends, ["10.0.0.1:32001", "10.0.0.2:32002"]);
+        // A task that stopped leaves the table.
+        st.put_task(task("web.1.1", "n1", TaskState::Failed, Some(32001)));
+        assert_eq!(route_table(&st)[0].backends, ["10.0.0.2:32002"]);
+    }
 }
