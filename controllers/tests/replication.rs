@@ -359,3 +359,30 @@ async fn a_global_job_completes_once_per_node_including_nodes_that_join() {
     assert_eq!(names, vec!["migrate.a.1", "migrate.b.1", "migrate.c.1"]);
     ctl.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_creates_that_loses_one_name_still_creates_the_rest() {
+    let c = start().await;
+    // "web.2.1" is taken by a task of another service, so replication's view of web has no
+    // slot 2 and its batch of creates collides on that name.
+    let squatter = swarm_api::Task::new(
+        "web.2.1",
+        swarm_api::TaskSpec {
+            service: "other".into(),
+            ..Default::default()
+        },
+    );
+    c.client.create(&squatter).await.unwrap();
+    let ctl = c.run("replication", opts("r1"));
+    c.create_service(&service("web", ServiceMode::Replicated { replicas: 3 }))
+        .await;
+    let s = c
+        .wait_for("slots 1 and 3 created", |s| tasks_of(s, "web").len() == 2)
+        .await;
+    let names: Vec<&str> = tasks_of(&s, "web")
+        .iter()
+        .map(|t| t.metadata.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["web.1.1", "web.3.1"]);
+    ctl.stop().await;
+}

@@ -171,17 +171,89 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
 }
 
 /// Carries out `writes`, several at a time; returns the first error after trying all.
+///
+/// Creates go in transactions of up to `CREATE_BATCH` (one store commit for many tasks: a
+/// scale-up of thousands is bound by commits, not by requests). A batch that loses a race on
+/// one name (`AlreadyExists`) is retried task by task, so the others still get created.
 pub async fn execute(client: &Client, writes: &[Write]) -> Result<(), Error> {
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut batch: Vec<Task> = Vec::new();
+    for w in writes {
+        match w {
+            Write::Create(t) => {
+                batch.push((**t).clone());
+                if batch.len() == CREATE_BATCH {
+                    jobs.push(Job::Creates(std::mem::take(&mut batch)));
+                }
+            }
+            other => jobs.push(Job::One(other.clone())),
+        }
+    }
+    if !batch.is_empty() {
+        jobs.push(Job::Creates(batch));
+    }
     // Owned items and futures: a closure over borrowed ones is not `Send` for every lifetime.
-    let results: Vec<Result<(), Error>> = futures::stream::iter(writes.to_vec())
-        .map(|w| {
+    let results: Vec<Result<(), Error>> = futures::stream::iter(jobs)
+        .map(|job| {
             let client = client.clone();
-            async move { apply(&client, &w).await }
+            async move {
+                match job {
+                    Job::One(w) => apply(&client, &w).await,
+                    Job::Creates(tasks) => create_all(&client, tasks).await,
+                }
+            }
         })
         .buffer_unordered(PARALLEL_WRITES)
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+/// Tasks created per transaction (below etcd's default limit of 128 operations).
+const CREATE_BATCH: usize = 100;
+
+enum Job {
+    One(Write),
+    Creates(Vec<Task>),
+}
+
+async fn create_all(client: &Client, tasks: Vec<Task>) -> Result<(), Error> {
+    if let [one] = tasks.as_slice() {
+        return apply(client, &Write::Create(Box::new(one.clone()))).await;
+    }
+    let first = tasks
+        .first()
+        .map(|t| t.metadata.name.clone())
+        .unwrap_or_default();
+    let ops: Vec<Operation> = tasks
+        .iter()
+        .map(|t| {
+            Operation::create(t).map_err(|source| Error::Encode {
+                task: t.metadata.name.clone(),
+                source,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    match client.transaction(&ops).await {
+        Ok(_) => {
+            tracing::info!(tasks = tasks.len(), first = %first, "created tasks");
+            Ok(())
+        }
+        Err(e) if e.is_already_exists() || e.is_conflict() => {
+            let mut result = Ok(());
+            for t in tasks {
+                let r = apply(client, &Write::Create(Box::new(t))).await;
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+            result
+        }
+        Err(source) => Err(Error::Task {
+            task: first,
+            source,
+        }),
+    }
 }
 
 async fn apply(client: &Client, w: &Write) -> Result<(), Error> {

@@ -1,0 +1,48 @@
+//! A scale smoke run, ignored by default (`cargo test --test scale -- --ignored --nocapture`):
+//! how long replication takes to create N tasks for one service against the embedded store,
+//! and to report them in `status.replicas`. Prints a figure; asserts only the outcome.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use swarm_api::ServiceMode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn replication_creates_thousands_of_tasks() {
+    let n: u64 = std::env::var("SCALE_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let c = start().await;
+    let ctl = c.run("replication", opts("r1"));
+    let started = Instant::now();
+    c.create_service(&service("big", ServiceMode::Replicated { replicas: n }))
+        .await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let l = c
+            .client
+            .list_all::<swarm_api::Task>(&swarm_client::ListParams::default())
+            .await
+            .unwrap();
+        if l.items.len() as u64 == n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} tasks",
+            l.items.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let took = started.elapsed();
+    println!(
+        "replication created {n} tasks in {:.2} s ({:.0} tasks/s)",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    ctl.stop().await;
+}
