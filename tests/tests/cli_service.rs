@@ -1,0 +1,163 @@
+//! docker's service, node, network and stack commands against a real `swarm server` process
+//! (with its controllers, without agents): what the binary prints and what it writes.
+
+use swarm_tests::Server;
+
+fn start() -> Server {
+    Server::start().unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+#[test]
+fn service_lifecycle_with_docker_output() {
+    let server = start();
+    let id = server
+        .swarm(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "-p",
+            "8080:80",
+            "nginx:1.27",
+        ])
+        .ok();
+    assert_eq!(id.stdout.trim().len(), 32, "the service ID: {id:#?}");
+
+    let ls = server.swarm(&["service", "ls"]).ok();
+    let lines = ls.lines();
+    assert_eq!(
+        lines[0],
+        "ID             NAME      MODE         REPLICAS   IMAGE        PORTS"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], &id.stdout.trim()[..12]);
+    assert_eq!(&row[1..3], ["web", "replicated"]);
+    assert_eq!(row[4..], ["nginx:1.27", "*:8080->80/tcp"]);
+
+    let ps = server.swarm(&["service", "ps", "web"]).ok();
+    assert!(
+        ps.stdout.starts_with("ID "),
+        "service ps prints docker's header: {ps:#?}"
+    );
+    assert!(
+        ps.lines()[0].contains("NAME") && ps.lines()[0].contains("DESIRED STATE   CURRENT STATE"),
+        "{ps:#?}"
+    );
+
+    let scaled = server.swarm(&["service", "scale", "-d", "web=3"]).ok();
+    assert_eq!(scaled.stdout, "web scaled to 3\n");
+    let updated = server
+        .swarm(&[
+            "service",
+            "update",
+            "-d",
+            "--image",
+            "nginx:1.28",
+            "--env-add",
+            "A=1",
+            "web",
+        ])
+        .ok();
+    assert_eq!(updated.stdout, "web\n");
+    let fmt = server
+        .swarm(&[
+            "service",
+            "inspect",
+            "-f",
+            "{{.spec.taskTemplate.container.image}} {{.spec.taskTemplate.container.env.A}}",
+            "web",
+        ])
+        .ok();
+    assert_eq!(fmt.stdout, "nginx:1.28 1\n");
+    let json = server
+        .swarm(&["service", "ls", "--format", "{{json .}}"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(v["Name"], "web");
+    assert!(v["Replicas"].as_str().unwrap().ends_with("/3"), "{v}");
+
+    let global = server.swarm(&["service", "scale", "-d", "web=x"]).run_err();
+    assert!(global.contains("whole number"), "{global}");
+    assert_eq!(server.swarm(&["service", "rm", "web"]).ok().stdout, "web\n");
+}
+
+#[test]
+fn node_network_and_stack_commands() {
+    let server = start();
+    let nodes = server.swarm(&["node", "ls"]).ok();
+    assert!(nodes.stdout.starts_with("ID "), "{nodes:#?}");
+    assert!(
+        nodes.lines()[0]
+            .contains("HOSTNAME   STATUS    AVAILABILITY   MANAGER STATUS   ENGINE VERSION")
+    );
+
+    server
+        .swarm(&["network", "create", "--attachable", "front"])
+        .ok();
+    let nets = server
+        .swarm(&[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+        ])
+        .ok();
+    assert!(nets.lines().contains(&"front overlay swarm"), "{nets:#?}");
+
+    let dir = server.dir().join("stack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shop.yml");
+    std::fs::write(
+        &file,
+        "services:\n  api:\n    image: api:1\n    deploy:\n      replicas: 2\n",
+    )
+    .unwrap();
+    let deploy = server
+        .swarm(&[
+            "stack",
+            "deploy",
+            "-d",
+            "-c",
+            file.to_str().unwrap(),
+            "shop",
+        ])
+        .ok();
+    assert!(
+        deploy.lines().contains(&"Creating service shop_api"),
+        "{deploy:#?}"
+    );
+    assert_eq!(
+        server.swarm(&["stack", "ls"]).ok().stdout,
+        "NAME      SERVICES\nshop      1\n"
+    );
+    let services = server
+        .swarm(&[
+            "stack",
+            "services",
+            "--format",
+            "{{.Name}} {{.Mode}}",
+            "shop",
+        ])
+        .ok();
+    assert_eq!(services.stdout, "shop_api replicated\n");
+    let rm = server.swarm(&["stack", "rm", "shop"]).ok();
+    assert_eq!(
+        rm.stdout,
+        "Removing service shop_api\nRemoving network shop_default\n"
+    );
+}
+
+trait RunErr {
+    fn run_err(self) -> String;
+}
+
+impl RunErr for swarm_tests::Run {
+    /// stderr of a run that must have failed.
+    fn run_err(self) -> String {
+        assert_ne!(self.code, Some(0), "expected a failure: {self:#?}");
+        self.stderr
+    }
+}
