@@ -13,6 +13,7 @@ pub mod nodes;
 pub mod options;
 pub mod placement;
 pub mod replication;
+pub mod update;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use options::Options;
 
 /// Every controller `run` knows, in the order `all` starts them.
-pub const NAMES: &[&str] = &["replication", "ipam", "placement", "nodes", "gc"];
+pub const NAMES: &[&str] = &["replication", "ipam", "placement", "update", "nodes", "gc"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -49,6 +50,7 @@ fn controller(
         "gc" => Box::pin(gc::run(client, opts, stop)),
         "ipam" => Box::pin(ipam::controller::run(client, opts, stop)),
         "placement" => Box::pin(placement::controller::run(client, opts, stop)),
+        "update" => Box::pin(update::controller::run(client, opts, stop)),
         _ => return None,
     })
 }

@@ -1,0 +1,208 @@
+//! The update controller over the runtime: services are primary, a task change wakes its
+//! service. Each reconcile reads the caches, asks `plan` what to do, and writes it —
+//! status first (a new update or a verdict), then the task steps, each replace in one
+//! transaction with its create-if-absent successor.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use swarm_api::{Node, NodeState, Service, Task, TaskState};
+use swarm_client::runtime::watcher::Config;
+use swarm_client::runtime::{Action, Controller, ControllerConfig, Store};
+use swarm_client::{Client, ClientError, Operation};
+use tokio_util::sync::CancellationToken;
+
+use super::ROLLBACK_ANNOTATION;
+use super::plan::{self, Step};
+use crate::Options;
+use crate::replication::plan::tasks_of;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn api(what: impl Into<String>) -> impl FnOnce(ClientError) -> Error {
+    let what = what.into();
+    move |source| Error::Api { what, source }
+}
+
+pub struct Ctx {
+    pub client: Client,
+    pub services: Store<Service>,
+    pub tasks: Store<Task>,
+    pub nodes: Store<Node>,
+}
+
+pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<Ctx>) {
+    let config = ControllerConfig {
+        concurrency: opts.concurrency,
+        ..ControllerConfig::default()
+    };
+    let mut c =
+        Controller::<Service>::with_config("update", client.clone(), Config::default(), config);
+    let services = c.store();
+    let tasks = c.watches(Config::default(), |t: &Task| vec![t.spec.service.clone()]);
+    let nodes = c.caches(Config::default());
+    let ctx = Arc::new(Ctx {
+        client,
+        services,
+        tasks,
+        nodes,
+    });
+    (c, ctx)
+}
+
+/// Runs the update controller until `stop`.
+pub async fn run(client: Client, opts: Options, stop: CancellationToken) {
+    let (c, ctx) = controller(client, &opts);
+    c.run(reconcile, ctx, stop).await;
+}
+
+/// Conflicts and vanished objects are not errors: the next event brings the new state.
+fn raced(e: &ClientError) -> bool {
+    e.is_conflict() || e.is_not_found() || e.is_already_exists()
+}
+
+pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let Some(svc) = ctx.services.get(&name) else {
+        return Ok(Action::await_change());
+    };
+    if svc.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let now = SystemTime::now();
+    if let Some(to) = svc.metadata.annotations.get(ROLLBACK_ANNOTATION) {
+        return manual_rollback(&svc, to, &ctx, now).await;
+    }
+    let all = ctx.tasks.state();
+    let tasks = tasks_of(&svc, &all);
+    let node_ok = |n: &str| {
+        ctx.nodes
+            .get(n)
+            .is_some_and(|node| node.status.state != NodeState::Down)
+    };
+    let plan = plan::plan(&svc, &tasks, now, node_ok);
+
+    if let Some(template) = plan.rollback_to {
+        let mut next = (*svc).clone();
+        next.spec.task_template = template;
+        let ustatus = plan.status.and_then(|(u, _)| u);
+        return rewrite(&ctx, next, ustatus, now).await;
+    }
+    if let Some((ustatus, revisions)) = plan.status {
+        let mut next = (*svc).clone();
+        next.status.update_status = ustatus;
+        next.status.revisions = revisions;
+        match ctx.client.replace_status(&next).await {
+            Ok(_) => {}
+            Err(e) if raced(&e) => {}
+            Err(e) => return Err(api(format!("status of service {name}"))(e)),
+        }
+        return Ok(Action::await_change());
+    }
+    for step in plan.steps {
+        let result = match step {
+            Step::Replace { old, new, stop_old } => {
+                let mut ops = Vec::new();
+                if stop_old {
+                    let mut o = *old;
+                    o.spec.desired_state = TaskState::Shutdown;
+                    ops.push(Operation::update(&o).map_err(|source| Error::Encode {
+                        what: o.metadata.name.clone(),
+                        source,
+                    })?);
+                }
+                ops.push(Operation::create(&*new).map_err(|source| Error::Encode {
+                    what: new.metadata.name.clone(),
+                    source,
+                })?);
+                tracing::info!(service = %name, task = %new.metadata.name, "updating slot");
+                ctx.client.transaction(&ops).await.map(|_| ())
+            }
+            Step::Desire { task, state } => {
+                let mut t = *task;
+                t.spec.desired_state = state;
+                ctx.client.replace(&t).await.map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if raced(&e) => {}
+            Err(e) => return Err(api(format!("update of service {name}"))(e)),
+        }
+    }
+    Ok(match plan.requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+/// Writes a rolled-back spec, then the status that says so (with the revision it made).
+async fn rewrite(
+    ctx: &Ctx,
+    next: Service,
+    ustatus: Option<swarm_api::UpdateStatus>,
+    now: SystemTime,
+) -> Result<Action, Error> {
+    let name = next.metadata.name.clone();
+    let mut written = match ctx.client.replace(&next).await {
+        Ok(w) => w,
+        Err(e) if raced(&e) => return Ok(Action::await_change()),
+        Err(e) => return Err(api(format!("spec of service {name}"))(e)),
+    };
+    let (revisions, _) = plan::with_revision(&written, now);
+    written.status.revisions = revisions;
+    written.status.update_status = ustatus;
+    match ctx.client.replace_status(&written).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(e) if raced(&e) => Ok(Action::await_change()),
+        Err(e) => Err(api(format!("status of service {name}"))(e)),
+    }
+}
+
+async fn manual_rollback(
+    svc: &Service,
+    to: &str,
+    ctx: &Ctx,
+    now: SystemTime,
+) -> Result<Action, Error> {
+    let generation = match to.trim() {
+        "" | "previous" => None,
+        g => g.parse::<i64>().ok(),
+    };
+    let mut next = svc.clone();
+    next.metadata.annotations.remove(ROLLBACK_ANNOTATION);
+    let target = plan::rollback_target(svc, generation).map(|r| r.template.clone());
+    match target {
+        Some(t) => {
+            next.spec.task_template = t;
+            let status = swarm_api::UpdateStatus {
+                state: swarm_api::UpdateState::RollbackStarted,
+                started_at: Some(swarm_api::Timestamp(now)),
+                completed_at: None,
+                message: "manually requested rollback".to_string(),
+            };
+            rewrite(ctx, next, Some(status), now).await
+        }
+        None => {
+            tracing::warn!(service = %svc.metadata.name, %to, "no such revision to roll back to");
+            match ctx.client.replace(&next).await {
+                Ok(_) => Ok(Action::await_change()),
+                Err(e) if raced(&e) => Ok(Action::await_change()),
+                Err(e) => Err(api(format!("service {}", svc.metadata.name))(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Update decisions on hand-built services and tasks.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use swarm_api::{
+    FailureAction, Service, ServiceRevision, ServiceSpec, Task, TaskState, Timestamp, UpdateOrder,
+    UpdateState, UpdateStatus,
+};
+
+use super::plan::{Plan, Step, plan, with_revision};
+
+fn service(image: &str, replicas: u64) -> Service {
+    let mut spec = ServiceSpec {
+        mode: swarm_api::ServiceMode::Replicated { replicas },
+        ..Default::default()
+    };
+    spec.task_template.container.image = image.into();
+    let mut s = Service::new("web", spec);
+    s.metadata.generation = 1;
+    s
+}
+
+fn task_of(svc: &Service, slot: u64, attempt: u64, state: TaskState, at: SystemTime) -> Arc<Task> {
+    let mut t =
+        crate::replication::plan::new_task(svc, Some(slot), None, attempt, TaskState::Running);
+    t.status.state = state;
+    t.status.timestamp = Some(Timestamp(at));
+    t.metadata.creation_timestamp = Some(Timestamp(at));
+    Arc::new(t)
+}
+
+/// A service at v1 with 3 running v1 tasks, then updated to v2 (update started at `start`).
+fn updating(cfg: impl Fn(&mut Service)) -> (Service, Vec<Arc<Task>>, SystemTime) {
+    let start = SystemTime::now() - Duration::from_secs(100);
+    let v1 = service("app:1", 3);
+    let tasks = (1..=3)
+        .map(|s| {
+            task_of(
+                &v1,
+                s,
+                1,
+                TaskState::Running,
+                start - Duration::from_secs(10),
+            )
+        })
+        .collect();
+    let mut svc = service("app:2", 3);
+    svc.metadata.generation = 2;
+    cfg(&mut svc);
+    svc.status.revisions = vec![
+        ServiceRevision {
+            generation: 1,
+            template: v1.spec.task_template.clone(),
+            created_at: None,
+        },
+        ServiceRevision {
+            generation: 2,
+            template: svc.spec.task_template.clone(),
+            created_at: None,
+        },
+    ];
+    svc.status.update_status = Some(UpdateStatus {
+        state: UpdateState::Updating,
+        started_at: Some(Timestamp(start)),
+        completed_at: None,
+        message: "update in progress".into(),
+    });
+    (svc, tasks, start)
+}
+
+fn run(svc: &Service, tasks: &[Arc<Task>]) -> Plan {
+    let refs: Vec<&Arc<Task>> = tasks.iter().collect();
+    plan(svc, &refs, SystemTime::now(), |_| true)
+}
+
+fn replaces(p: &Plan) -> Vec<(String, String, bool, TaskState)> {
+    p.steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Replace { old, new, stop_old } => Some((
+                old.metadata.name.clone(),
+                new.metadata.name.clone(),
+                *stop_old,
+                new.spec.desired_state,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_template_starts_an_update_and_records_a_revision() {
+    let (mut svc, tasks, _) = updating(|_| {});
+    svc.status.revisions.pop();
+    svc.status.update_status = None;
+    let p = run(&svc, &tasks);
+    let (status, revs) = p.status.expect("a status write");
+    assert_eq!(revs.len(), 2);
+    assert_eq!(revs[1].generation, 2);
+    let status = status.expect("an update status");
+    assert_eq!(status.state, UpdateState::Updating);
+    assert_eq!(status.message, "update in progress");
+    assert!(p.steps.is_empty(), "the status goes first");
+}
+
+#[test]
+fn the_first_revision_is_no_update() {
+    let svc = service("app:1", 1);
+    let p = run(&svc, &[]);
+    let (status, revs) = p.status.unwrap();
+    assert!(status.is_none());
+    assert_eq!(revs.len(), 1);
+}
+
+#[test]
+fn revisions_keep_ten() {
+    let mut svc = service("app:0", 1);
+    for g in 0..10 {
+        svc.status.revisions.push(ServiceRevision {
+            generation: g,
+            template: Default::default(),
+            created_at: None,
+        });
+    }
+    let (revs, added) = with_revision(&svc, SystemTime::now());
+    assert!(added);
+    assert_eq!(revs.len(), 10);
+    assert_eq!(revs[0].generation, 1);
+}
+
+#[test]
+fn stop_first_replaces_one_slot_at_a_time() {
+    let (svc, tasks, _) = updating(|_| {});
+    let p = run(&svc, &tasks);
+    assert_eq!(
+        replaces(&p),
+        vec![("web.1.1".into(), "web.1.2".into(), true, TaskState::Ready)]
+    );
+}
+
+#[test]
+fn parallelism_zero_means_all_and_start_first_runs_at_once() {
+    let (svc, tasks, _) = updating(|s| {
+        s.spec.update_config.parallelism = 0;
+        s.spec.update_config.order = UpdateOrder::StartFirst;
+    });
+    let p = run(&svc, &tasks);
+    let r = replaces(&p);
+    assert_eq!(r.len(), 3);
+    assert!(
+        r.iter()
+            .all(|(_, _, stop, d)| !stop && *d == TaskState::Running)
+    );
+}
+
+#[test]
+fn nothing_more_starts_while_a_slot_is_in_flight() {
+    let (svc, mut tasks, start) = updating(|_| {});
+    tasks.push(task_of(
+        &svc,
+        1,
+        2,
+        TaskState::Preparing,
+        start + Duration::from_secs(1),
+    ));
+    let mut old = (*tasks[0]).clone();
+    old.spec.desired_state = TaskState::Shutdown;
+    tasks[0] = Arc::new(old);
+    let p = run(&svc, &tasks);
+    assert!(replaces(&p).is_empty());
+}
+
+#[test]
+fn a_held_successor_starts_once_its_predecessor_stopped() {
+    let (svc, mut tasks, start) = updating(|_| {});
+    let _ = start;
+    let mut new = (*task_of(&svc, 1, 2, TaskState::Ready, SystemTime::now())).clone();
+    new.spec.desired_state = TaskState::Ready;
+    tasks.push(Arc::new(new));
+    let mut old = (*tasks[0]).clone();
+    old.spec.desired_state = TaskState::Shutdown;
+    tasks[0] = Arc::new(old.clone());
+    assert!(run(&svc, &tasks).steps.is_empty(), "old still running");
+    old.status.state = TaskState::Shutdown;
+    tasks[0] = Arc::new(old);
+    let p = run(&svc, &tasks);
+    assert!(matches!(
+        &p.steps[0],
+        Step::Desire { task, state: TaskState::Running } if task.metadata.name == "web.1.2"
+    ));
+}
+
+#[test]
+fn a_failure_pauses_with_swarms_message() {
+    let (svc, mut tasks, start) = updating(|_| {});
+    tasks.push(task_of(
+        &svc,
+        1,
+        2,
+        TaskState::Failed,
+        start + Duration::from_secs(1),
+    ));
+    let p = run(&svc, &tasks);
+    let status = p.status.unwrap().0.unwrap();
+    assert_eq!(status.state, UpdateState::Paused);
+    assert_eq!(
+        status.message,
+        "update paused due to failure or early termination of task web.1.2"
+    );
+}
+
+#[test]
+fn failure_action_rollback_goes_back_and_continue_goes_on() {
+    let (svc, mut tasks, start) = updating(|s| {
+        s.spec.update_config.failure_action = FailureAction::Rollback;
+    });
+    tasks.push(task_of(
+        &svc,
+        1,
+        2,
+        TaskState::Failed,
+        start + Duration::from_secs(1),
+    ));
+    let p = run(&svc, &tasks);
+    assert_eq!(
+        p.rollback_to.unwrap().container.image,
+        "app:1",
+        "back to the previous revision"
+    );
+    let status = p.status.unwrap().0.unwrap();
+    assert_eq!(status.state, UpdateState::RollbackStarted);
+    assert_eq!(
+        status.message,
+        "update rolled back due to failure or early termination of task web.1.2"
+    );
+
+    let (svc, mut tasks, start) = updating(|s| {
+        s.spec.update_config.failure_action = FailureAction::Continue;
+    });
+    tasks.push(task_of(
+        &svc,
+        1,
+        2,
+        TaskState::Failed,
+        start + Duration::from_secs(1),
+    ));
+    let p = run(&svc, &tasks);
+    assert!(p.status.is_none());
+    assert_eq!(replaces(&p).len(), 1);
+}
+
+#[test]
+fn a_failure_within_the_ratio_is_tolerated() {
+    let (svc, mut tasks, start) = updating(|s| {
+        s.spec.update_config.max_failure_ratio = 0.5;
+    });
+    tasks.push(task_of(
+        &svc,
+        1,
+        2,
+        TaskState::Failed,
+        start + Duration::from_secs(1),
+    ));
+    let p = run(&svc, &tasks);
+    assert!(p.status.is_none(), "1 of 3 is not more than 0.5");
+}
+
+#[test]
+fn a_rollback_is_never_rolled_back() {
+    let (mut svc, mut tasks, start) = updating(|s| {
+        s.spec.rollback_config.failure_action = FailureAction::Rollback;
+    });
+    svc.status.update_status.as_mut().unwrap().state = UpdateState::RollbackStarted;
+    tasks.push(task_of(
+        &svc,
+        1,
+        2,
+        TaskState::Failed,
+        start + Duration::from_secs(1),
+    ));
+    let status = run(&svc, &tasks).status.unwrap().0.unwrap();
+    assert_eq!(status.state, UpdateState::RollbackPaused);
+    assert!(status.message.starts_with("rollback paused due to failure"));
+}
+
+#[test]
+fn a_task_past_its_start_deadline_is_a_failure() {
+    let (svc, mut tasks, start) = updating(|s| {
+        s.spec.update_config.start_timeout = Some(swarm_api::Duration::from_secs(5));
+    });
+    tasks.push(task_of(
+        &svc,
+        1,
+        2,
+        TaskState::Preparing,
+        start + Duration::from_secs(1),
+    ));
+    let status = run(&svc, &tasks).status.unwrap().0.unwrap();
+    assert_eq!(status.state, UpdateState::Paused);
+}
+
+#[test]
+fn completes_after_monitor() {
+    let (mut svc, _, start) = updating(|_| {});
+    let up = SystemTime::now() - Duration::from_secs(1);
+    let tasks: Vec<Arc<Task>> = (1..=3)
+        .map(|s| task_of(&svc, s, 2, TaskState::Running, up))
+        .collect();
+    let p = run(&svc, &tasks);
+    assert!(p.status.is_none(), "monitor (5s) not over");
+    assert!(p.requeue.is_some());
+    svc.spec.update_config.monitor = swarm_api::Duration::from_secs(0);
+    let status = run(&svc, &tasks).status.unwrap().0.unwrap();
+    assert_eq!(status.state, UpdateState::Completed);
+    assert_eq!(status.message, "update completed");
+    assert_eq!(status.started_at, Some(Timestamp(start)));
+    assert!(status.completed_at.is_some());
+}
