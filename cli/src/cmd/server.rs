@@ -43,6 +43,47 @@ pub struct ServerArgs {
     /// Run only the apiserver (controllers run elsewhere, e.g. `swarm-controller all`).
     #[arg(long)]
     pub no_controllers: bool,
+    /// Run a local agent in this process: `docker` (this machine's engine), `sim` (hollow
+    /// nodes, see `--sim-nodes`) or `none`.
+    #[arg(long, value_enum, default_value = "none")]
+    pub agent: LocalAgent,
+    /// With `--agent sim`: how many simulated nodes.
+    #[arg(long, default_value_t = 1)]
+    pub sim_nodes: usize,
+    /// Where agents reach the dispatcher (default: off, or an ephemeral loopback port when
+    /// `--agent` runs one here).
+    #[arg(long)]
+    pub dispatcher_listen: Option<SocketAddr>,
+}
+
+/// The agent `swarm server` runs beside the control plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LocalAgent {
+    None,
+    Docker,
+    Sim,
+}
+
+/// Starts the local agent against `server`'s dispatcher; it runs until `stop` flips.
+fn start_agent(
+    args: &ServerArgs,
+    server: &Server,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let runtime = match args.agent {
+        LocalAgent::None => return None,
+        LocalAgent::Docker => swarm_agent::RuntimeKind::Docker,
+        LocalAgent::Sim => swarm_agent::RuntimeKind::Sim,
+    };
+    let addr = server.dispatcher_addr()?;
+    let mut opts = swarm_agent::AgentOptions::new(addr.to_string(), args.data_dir.join("agent"));
+    opts.runtime = runtime;
+    opts.sim_nodes = args.sim_nodes;
+    Some(tokio::spawn(async move {
+        if let Err(e) = swarm_agent::run(opts, stop).await {
+            tracing::error!(error = %e, "local agent failed");
+        }
+    }))
 }
 
 /// The file `swarm server` writes for clients.
@@ -61,6 +102,9 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<Server> {
                 endpoints: args.etcd_endpoints.clone(),
             },
         },
+        dispatcher_listen: args.dispatcher_listen.or_else(|| {
+            (args.agent != LocalAgent::None).then(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+        }),
         ..ServerOptions::default()
     };
     std::fs::create_dir_all(&args.data_dir)
@@ -99,9 +143,16 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 stop.clone(),
             ))
         };
+        let (agent_stop, agent_rx) = tokio::sync::watch::channel(false);
+        let agent = start_agent(&args, &server, agent_rx);
         server
             .run(async move {
                 let _ = tokio::signal::ctrl_c().await;
+                // The agent leaves its containers running for the next start.
+                agent_stop.send_replace(true);
+                if let Some(a) = agent {
+                    let _ = tokio::time::timeout(CONTROLLER_STOP, a).await;
+                }
                 stop.cancel();
                 if let Some(c) = controllers {
                     // Their leases are released through the apiserver: it stops after them.
@@ -158,6 +209,9 @@ mod tests {
             store: StoreKind::Embedded,
             etcd_endpoints: vec![],
             no_controllers: true,
+            agent: LocalAgent::None,
+            sim_nodes: 1,
+            dispatcher_listen: None,
         };
         let server = start(&args).await.unwrap();
         let url = server.url();
@@ -177,6 +231,57 @@ mod tests {
 }
 
 #[cfg(test)]
+mod agent_tests {
+    use super::*;
+
+    /// `swarm server --agent sim --sim-nodes 3`: the local agent's nodes register through the
+    /// in-process dispatcher and show up ready.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_local_sim_agent_registers_its_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServerArgs {
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            store: StoreKind::Embedded,
+            etcd_endpoints: vec![],
+            no_controllers: true,
+            agent: LocalAgent::Sim,
+            sim_nodes: 3,
+            dispatcher_listen: None,
+        };
+        let server = start(&args).await.unwrap();
+        assert!(server.dispatcher_addr().is_some());
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let agent = start_agent(&args, &server, rx).unwrap();
+        let client =
+            swarm_client::Client::from_config(&ClientConfig::single(server.url())).unwrap();
+        let running = server.spawn();
+        tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            loop {
+                let nodes = client
+                    .list::<swarm_api::Node>(&swarm_client::ListParams::default())
+                    .await
+                    .unwrap();
+                if nodes.items.len() == 3
+                    && nodes
+                        .items
+                        .iter()
+                        .all(|n| n.status.state == swarm_api::NodeState::Ready)
+                {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("three ready nodes");
+        stop.send_replace(true);
+        let _ = agent.await;
+        running.shutdown().await.unwrap();
+    }
+}
+
+#[cfg(test)]
 mod controller_tests {
     use super::*;
     use swarm_api::{Service, ServiceMode, ServiceSpec, Task};
@@ -191,6 +296,9 @@ mod controller_tests {
             store: StoreKind::Embedded,
             etcd_endpoints: vec![],
             no_controllers: false,
+            agent: LocalAgent::None,
+            sim_nodes: 1,
+            dispatcher_listen: None,
         };
         let server = start(&args).await.unwrap();
         let client =
