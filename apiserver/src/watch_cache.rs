@@ -32,7 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use swarm_api::{AnyObject, Kind, Status, StatusReason};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::codec::decode_stored;
 use crate::registry::ListQuery;
@@ -158,14 +158,49 @@ impl Default for CacheOptions {
     }
 }
 
-/// Why a watcher's channel was closed by the cache.
-type CloseReason = Arc<OnceLock<Status>>;
+/// Why the cache closed a watcher's channel on purpose (slow watcher, re-list), set at most
+/// once. The client watch awaits it alongside handing lines to the HTTP body, so a watcher
+/// stuck behind a client that stopped reading ends as soon as the cache cuts it off instead
+/// of holding its backlog until the client reads again.
+#[derive(Debug, Default)]
+pub struct CloseReason {
+    status: OnceLock<Status>,
+    notify: Notify,
+}
+
+impl CloseReason {
+    /// Records why the watcher was closed (the first reason wins) and wakes whoever waits.
+    fn close(&self, status: Status) {
+        if self.status.set(status).is_ok() {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// The reason, if the cache closed the watcher.
+    pub fn get(&self) -> Option<&Status> {
+        self.status.get()
+    }
+
+    /// Waits until the cache closes the watcher; forever if it never does.
+    pub async fn wait(&self) -> &Status {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a `close` between the check and the await is seen.
+            notified.as_mut().enable();
+            if let Some(s) = self.status.get() {
+                return s;
+            }
+            notified.await;
+        }
+    }
+}
 
 struct WatcherSlot {
     tx: mpsc::Sender<Arc<CachedEvent>>,
     after: Revision,
     filter: Arc<ListQuery>,
-    closed: CloseReason,
+    closed: Arc<CloseReason>,
 }
 
 #[derive(Default)]
@@ -193,7 +228,7 @@ pub struct Subscription {
     pub initial: Vec<(WatchEventType, Arc<CachedObject>)>,
     pub rx: mpsc::Receiver<Arc<CachedEvent>>,
     /// Set when the cache closed the channel on purpose (slow watcher, re-list).
-    pub closed: CloseReason,
+    pub closed: Arc<CloseReason>,
     /// The revision the initial events bring the watcher up to.
     pub revision: Revision,
     pub filter: Arc<ListQuery>,
@@ -266,7 +301,7 @@ impl KindCache {
         self.wait_ready().await;
         let filter = Arc::new(filter);
         let (tx, rx) = mpsc::channel(self.opts.watcher_buffer.max(1));
-        let closed: CloseReason = Arc::new(OnceLock::new());
+        let closed = Arc::new(CloseReason::default());
         let mut inner = self.lock();
         let (initial, start) = match after {
             None => {
@@ -326,7 +361,7 @@ impl KindCache {
         inner.ready = true;
         if let Some(reason) = reason {
             for (_, slot) in inner.watchers.drain() {
-                let _ = slot.closed.set(reason.clone());
+                slot.closed.close(reason.clone());
             }
         }
         drop(inner);
@@ -372,7 +407,7 @@ impl KindCache {
             match slot.tx.try_send(event.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    let _ = slot.closed.set(Status::new(
+                    slot.closed.close(Status::new(
                         StatusReason::Timeout,
                         format!(
                             "watch cut off: the client fell more than {cap} events behind; \
@@ -560,6 +595,8 @@ mod tests {
             slow.closed.get().map(|s| s.reason),
             Some(StatusReason::Timeout)
         );
+        // Waiting for the cut-off after it happened returns at once, with the same reason.
+        assert_eq!(slow.closed.wait().await.reason, StatusReason::Timeout);
     }
 
     #[tokio::test]

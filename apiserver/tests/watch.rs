@@ -184,3 +184,113 @@ async fn bad_watch_parameters_are_400() {
         400
     );
 }
+
+#[tokio::test]
+async fn a_future_resource_version_is_refused_as_too_large() {
+    let t = start().await;
+    t.post("/v1/networks", &network("n0")).await;
+    let current = t.revision().await;
+    let r = t
+        .get(&format!(
+            "/v1/networks?watch=true&resourceVersion={}",
+            current + 1
+        ))
+        .await;
+    // Kubernetes' answer: 504 Timeout with a ResourceVersionTooLarge cause.
+    assert_eq!(r.code, 504, "{}", r.body);
+    assert_eq!(r.body["kind"], "Status");
+    assert_eq!(r.body["reason"], "Timeout");
+    assert_eq!(
+        r.body["details"]["causes"][0]["reason"],
+        "ResourceVersionTooLarge"
+    );
+    assert_eq!(r.body["details"]["causes"][0]["field"], "resourceVersion");
+    // The current revision itself is fine: the watch streams what comes after it.
+    let mut w = t
+        .watch(&format!(
+            "/v1/networks?watch=true&resourceVersion={current}"
+        ))
+        .await;
+    t.post("/v1/networks", &network("n1")).await;
+    let e = w.next_change().await.unwrap();
+    assert_eq!(e["type"], "ADDED");
+    assert_eq!(e["object"]["metadata"]["name"], "n1");
+}
+
+/// A Config with about 300 KB of data: large events fill socket buffers after a few writes.
+/// (Config data is immutable, so each write creates a new one.)
+fn big_config(i: usize) -> serde_json::Value {
+    json!({"kind": "Config", "metadata": {"name": format!("big-{i}")},
+           "spec": {"data": "A".repeat(400_000)}})
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_without_slowing_others() {
+    const MAX_WRITES: usize = 150;
+    let mut opts = options();
+    opts.cache.watcher_buffer = 8;
+    let t = start_with(opts).await;
+    let rv0 = rv(&t.post("/v1/configs", &big_config(0)).await.body);
+    let path = format!("/v1/configs?watch=true&resourceVersion={rv0}");
+    let mut fast = t.watch(&path).await;
+    let slow = t.stalled_watch(&path).await;
+    t.wait_open_watches("configs", 2).await;
+
+    // Keep writing while the slow client reads nothing; the fast watcher gets every event,
+    // until the server has let the slow watcher go.
+    let mut written = Vec::new();
+    let mut write = async |i: usize| {
+        let r = t.post("/v1/configs", &big_config(i)).await;
+        assert_eq!(r.code, 201, "{}", r.body);
+        let e = fast.next_change().await.unwrap();
+        assert_eq!(e["type"], "ADDED");
+        assert_eq!(rv(&e["object"]), rv(&r.body));
+        rv(&r.body)
+    };
+    for i in 1..=MAX_WRITES {
+        written.push(write(i).await);
+        if t.open_watches("configs").await == 1 {
+            break;
+        }
+    }
+    // The slow watch is ended on the server while its client still reads nothing (before
+    // the fix its task sat blocked on the full body forever, holding its backlog).
+    t.wait_open_watches("configs", 1).await;
+    // Writes go on, and the other watcher still gets every event.
+    for i in 1..=3 {
+        written.push(write(MAX_WRITES + i).await);
+    }
+
+    // The slow client reads at last: an in-order prefix of the events, then an ERROR saying
+    // it was cut off, then the end of the stream.
+    let (code, events) = slow.read_to_end().await;
+    assert_eq!(code, 200);
+    let (last, changes) = events.split_last().expect("at least the ERROR line");
+    assert_eq!(last["type"], "ERROR", "{last}");
+    assert_eq!(last["object"]["kind"], "Status");
+    assert_eq!(last["object"]["reason"], "Timeout");
+    let got: Vec<String> = changes
+        .iter()
+        .inspect(|e| assert_eq!(e["type"], "ADDED"))
+        .map(|e| rv(&e["object"]))
+        .collect();
+    assert!(got.len() < written.len(), "the slow client was not cut off");
+    assert_eq!(
+        got,
+        written[..got.len()],
+        "a prefix, in order, without gaps"
+    );
+
+    // Re-watching from the last version it saw resumes exactly where it stopped.
+    let resume_from = got.last().cloned().unwrap_or(rv0);
+    let mut again = t
+        .watch(&format!(
+            "/v1/configs?watch=true&resourceVersion={resume_from}"
+        ))
+        .await;
+    for want in &written[got.len()..] {
+        let e = again.next_change().await.unwrap();
+        assert_eq!(e["type"], "ADDED");
+        assert_eq!(&rv(&e["object"]), want);
+    }
+}

@@ -6,13 +6,24 @@
 //! * `N` within the cache's window: every event after `N` replayed from memory, then live;
 //! * `N` older than the window but not compacted: a store watch of its own from `N` (the rare
 //!   "client was away a long time" case; it does not switch over to the cache later);
-//! * `N` compacted: 410 `Expired` before any streaming starts.
+//! * `N` compacted: 410 `Expired` before any streaming starts;
+//! * `N` newer than the store's current revision: 504 `Timeout` with a
+//!   `ResourceVersionTooLarge` cause, as Kubernetes answers (see `too_large`).
 //!
 //! Each client watch runs as a task writing lines into a small channel that feeds the HTTP
-//! body. The task ends when the client goes away, the cache cuts the watch off (then it writes
-//! an `ERROR` line first), `timeoutSeconds` passes, or the server shuts down. With
-//! `allowWatchBookmarks=true` it sends a `BOOKMARK` every `bookmark_interval`, carrying a
-//! revision up to which the client has seen everything.
+//! body. The task ends when the client goes away, the cache cuts the watch off, `timeoutSeconds`
+//! passes, or the server shuts down. With `allowWatchBookmarks=true` it sends a `BOOKMARK`
+//! every `bookmark_interval`, carrying a revision up to which the client has seen everything.
+//!
+//! A slow client: when a client stops reading, the HTTP body stops being polled, the channel
+//! fills and the task waits to hand over its next line. Meanwhile the cache keeps pushing into
+//! the watcher's bounded channel; when that is full the cache cuts the watcher off (never
+//! waiting for it). The task waits for that cut-off *alongside* the blocked hand-over, so it
+//! ends at once: it drops its backlog, frees its cache slot and open-watch count, and leaves
+//! the final `ERROR` line in a one-shot slot that the body yields after the lines already
+//! buffered. A client that reads again gets those lines, the `ERROR`, and the end of the
+//! stream, and resumes from the last `resourceVersion` it saw. (What stays is the connection
+//! itself, with at most `BODY_BUFFER` lines, until the client reads or goes away.)
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,8 +34,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use swarm_api::{Kind, Status, StatusReason};
-use tokio::sync::mpsc;
+use swarm_api::{Kind, Status, StatusCause, StatusReason};
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::list::ListParams;
@@ -34,7 +45,8 @@ use crate::errors::{ApiError, ApiResult};
 use crate::registry::ListQuery;
 use crate::store::{EventType, Revision, StoreError, WatchStream};
 use crate::watch_cache::{
-    CachedEvent, CachedObject, Start, Subscription, bookmark_line, error_line, event_line,
+    CachedEvent, CachedObject, CloseReason, Start, Subscription, bookmark_line, error_line,
+    event_line,
 };
 
 /// Lines buffered between the watch task and the HTTP body.
@@ -51,12 +63,17 @@ pub async fn watch(st: AppState, kind: Kind, p: ListParams) -> ApiResult<Respons
     };
     let after = parse_revision(p.resource_version.as_deref().unwrap_or(""))?.filter(|n| *n > 0);
     if let Some(n) = after {
-        let compacted = st.registry.store().compacted_revision().await?;
+        let store = st.registry.store();
+        let compacted = store.compacted_revision().await?;
         if n < compacted {
             return Err(ApiError::from(StoreError::Compacted {
                 requested: n,
                 compacted,
             }));
+        }
+        let current = store.current_revision().await?;
+        if n > current {
+            return Err(too_large(n, current));
         }
     }
     let source = match st.cache.kind(kind).subscribe(after, filter.clone()).await {
@@ -72,6 +89,7 @@ pub async fn watch(st: AppState, kind: Kind, p: ListParams) -> ApiResult<Respons
         }
     };
     let (tx, rx) = mpsc::channel::<Bytes>(BODY_BUFFER);
+    let (last_tx, last_rx) = oneshot::channel::<Bytes>();
     let task = WatchTask {
         kind,
         tx,
@@ -83,9 +101,13 @@ pub async fn watch(st: AppState, kind: Kind, p: ListParams) -> ApiResult<Respons
     let guard = st.metrics.watch_opened(kind);
     tokio::spawn(async move {
         let _guard = guard;
-        task.run(source).await;
+        if let Some(line) = task.run(source).await {
+            let _ = last_tx.send(line);
+        }
     });
-    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    // The lines, then the final line if the task left one (it never waits to leave it).
+    let last = futures::stream::once(last_rx).filter_map(|r| std::future::ready(r.ok()));
+    let body = Body::from_stream(ReceiverStream::new(rx).chain(last).map(Ok::<_, Infallible>));
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/x-ndjson")],
@@ -120,12 +142,23 @@ enum Step {
 }
 
 impl WatchTask {
-    async fn run(mut self, mut source: Source) {
+    /// Streams until the watch ends; returns the final line to send, if any.
+    async fn run(self, source: Source) -> Option<Bytes> {
+        let Err(last) = self.stream(source).await;
+        last
+    }
+
+    /// Streams; ends with `Err` and the final line, if any.
+    async fn stream(&self, mut source: Source) -> Result<Infallible, Option<Bytes>> {
+        // Set when the cache cuts the watcher off; a watch served by the store has none.
+        let closed = match &source {
+            Source::Cache(sub) => Some(sub.closed.clone()),
+            Source::Store { .. } => None,
+        };
+        let closed = closed.as_deref();
         if let Source::Cache(sub) = &mut source {
             for (t, obj) in std::mem::take(&mut sub.initial) {
-                if self.tx.send(event_line(t, &obj.json)).await.is_err() {
-                    return;
-                }
+                self.deliver(closed, event_line(t, &obj.json)).await?;
             }
         }
         let mut ticker = tokio::time::interval(self.interval.max(Duration::from_millis(10)));
@@ -133,6 +166,7 @@ impl WatchTask {
         let deadline =
             tokio::time::sleep(self.timeout.unwrap_or(Duration::from_secs(u64::MAX / 4)));
         tokio::pin!(deadline);
+        let mut shutdown = self.shutdown.clone();
         loop {
             let step = tokio::select! {
                 step = next(&mut source, self.kind) => step,
@@ -142,24 +176,69 @@ impl WatchTask {
                 },
                 _ = &mut deadline => Step::End(None),
                 _ = self.tx.closed() => Step::End(None),
-                _ = self.shutdown.wait_for(|s| *s) => Step::End(None),
+                _ = shutdown.wait_for(|s| *s) => Step::End(None),
             };
             match step {
-                Step::Line(line) => {
-                    if self.tx.send(line).await.is_err() {
-                        return;
-                    }
-                }
+                Step::Line(line) => self.deliver(closed, line).await?,
                 Step::Skip => {}
-                Step::End(last) => {
-                    if let Some(line) = last {
-                        let _ = self.tx.send(line).await;
-                    }
-                    return;
-                }
+                Step::End(last) => return Err(last),
             }
         }
     }
+
+    /// Hands `line` to the HTTP body, waiting while the client reads slowly. `Err` ends the
+    /// watch: the client went away or the server shuts down (no final line), or the cache cut
+    /// the watcher off while it waited (its `ERROR` line).
+    async fn deliver(
+        &self,
+        closed: Option<&CloseReason>,
+        line: Bytes,
+    ) -> Result<(), Option<Bytes>> {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            biased;
+            sent = self.tx.send(line) => sent.map_err(|_| None),
+            status = cut_off(closed) => Err(Some(error_line(status))),
+            _ = shutdown.wait_for(|s| *s) => Err(None),
+        }
+    }
+}
+
+/// Resolves when the cache cuts the watcher off; never without a cache subscription.
+async fn cut_off(closed: Option<&CloseReason>) -> &Status {
+    match closed {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The answer to a watch from a revision the store has not reached.
+///
+/// Kubernetes answers 504 `Timeout` with a `ResourceVersionTooLarge` cause ("Too large resource
+/// version") after waiting up to 3 s for its watch cache to catch up; this server does the same,
+/// so kube-style clients recognise it (client-go re-lists from scratch on that cause), and
+/// `FutureRevision` from a list already maps to 504 `Timeout`. It does not wait: the revision is
+/// compared with the store's own current revision, not with a cache that might lag behind, so
+/// a revision past it was never handed out by this store (a client of another cluster, or of a
+/// store restored from an older backup) and waiting could not make it valid.
+fn too_large(requested: Revision, current: Revision) -> ApiError {
+    let mut status = Status::new(
+        StatusReason::Timeout,
+        format!(
+            "Too large resource version: {requested}, current: {current}; \
+             re-list to get a current resourceVersion"
+        ),
+    );
+    status
+        .details
+        .get_or_insert_with(Default::default)
+        .causes
+        .push(StatusCause::new(
+            "ResourceVersionTooLarge",
+            "resourceVersion",
+            "Too large resource version",
+        ));
+    ApiError::from(status)
 }
 
 fn bookmark_revision(source: &Source) -> Option<Revision> {
@@ -176,9 +255,13 @@ async fn next(source: &mut Source, kind: Kind) -> Step {
                 Some(t) => Step::Line(event_line(t, &ev.object.json)),
                 None => Step::Skip,
             },
-            None => Step::End(Some(error_line(&sub.closed.get().cloned().unwrap_or_else(
-                || Status::new(StatusReason::Expired, "watch ended by the server; re-list"),
-            )))),
+            None => Step::End(Some(match sub.closed.get() {
+                Some(status) => error_line(status),
+                None => error_line(&Status::new(
+                    StatusReason::Expired,
+                    "watch ended by the server; re-list",
+                )),
+            })),
         },
         Source::Store {
             stream,

@@ -12,6 +12,7 @@ use swarm_apiserver::server::{RunningServer, Server, ServerOptions};
 use swarm_apiserver::store::Store;
 use swarm_apiserver::store::embedded::EmbeddedStore;
 use swarm_apiserver::watch_cache::CacheOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Guards against a hung test; behaviour, not timing, is what tests assert.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -108,6 +109,102 @@ impl TestServer {
 
     pub async fn revision(&self) -> i64 {
         self.store.current_revision().await.unwrap()
+    }
+
+    /// Opens a watch over a raw TCP connection that reads nothing until `read_to_end`: a
+    /// client that stopped reading. Its receive buffer is kept small, so the server feels it.
+    pub async fn stalled_watch(&self, path: &str) -> StalledWatch {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(self.server.addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        StalledWatch { stream }
+    }
+
+    /// The server's `swarm_apiserver_open_watches` gauge for `resource`.
+    pub async fn open_watches(&self, resource: &str) -> i64 {
+        let r = self.get("/metrics").await;
+        let text = r.body.as_str().unwrap_or_default().to_string();
+        let prefix = format!("swarm_apiserver_open_watches{{resource=\"{resource}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no open-watch gauge for {resource} in:\n{text}"))
+    }
+
+    /// Polls the open-watch gauge until it reads `n`; panics after `PATIENCE`.
+    pub async fn wait_open_watches(&self, resource: &str, n: i64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let now = self.open_watches(resource).await;
+            if now == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "open {resource} watches stayed at {now}, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A watch on a raw TCP connection whose client does not read (see `stalled_watch`).
+pub struct StalledWatch {
+    stream: tokio::net::TcpStream,
+}
+
+impl StalledWatch {
+    /// Starts reading at last: everything until the server closes the connection, as the
+    /// status code and the NDJSON events of the (chunked) body.
+    pub async fn read_to_end(mut self) -> (u16, Vec<Value>) {
+        let mut raw = Vec::new();
+        tokio::time::timeout(PATIENCE, self.stream.read_to_end(&mut raw))
+            .await
+            .expect("the server ends the stream within the patience window")
+            .unwrap();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete response head");
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let code: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("a status line");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        let body = dechunk(&raw[split + 4..]);
+        let events = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        (code, events)
+    }
+}
+
+/// Decodes a complete chunked body (panics on a truncated one: the stream must end cleanly).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..eol]).unwrap().trim(), 16)
+            .expect("a hex chunk size");
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
     }
 }
 
