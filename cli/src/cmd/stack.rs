@@ -56,6 +56,9 @@ pub enum StackCommand {
         after_help = "Examples:\n  swarm stack ls\n  swarm stack ls --format '{{.Name}}'"
     )]
     Ls {
+        /// Only display stack names.
+        #[arg(short, long)]
+        quiet: bool,
         /// Go-template-style format, e.g. '{{.Name}} {{.Services}}'.
         #[arg(long)]
         format: Option<String>,
@@ -199,13 +202,17 @@ pub fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
                 wait_applied(&client, &resp, &before, &wait).await
             })?
         }
-        StackCommand::Ls { format, connect } => {
+        StackCommand::Ls {
+            quiet,
+            format,
+            connect,
+        } => {
             let client = connect.client()?;
             let services =
                 block_on(client.list_all::<Service>(&ListParams::default().labels(STACK_LABEL)))?
                     .context("cannot list services")?
                     .items;
-            output::emit(&view::stack::list(&services).render(format.as_deref(), false)?)?;
+            output::emit(&view::stack::list(&services).render(format.as_deref(), quiet)?)?;
             Ok(ExitCode::SUCCESS)
         }
         StackCommand::Ps {
