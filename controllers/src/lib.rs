@@ -8,14 +8,15 @@
 
 pub mod gc;
 pub mod invariants;
+pub mod metrics_http;
 pub mod ipam;
 pub mod nodes;
 pub mod options;
 pub mod placement;
 pub mod replication;
-pub mod update;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod update;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -86,7 +87,8 @@ async fn lead(name: &str, client: Client, opts: Options, shutdown: CancellationT
         opts.identity.clone(),
         opts.lease_duration,
     );
-    let elector = LeaderElector::new(client.clone(), config);
+    let elector = LeaderElector::new(client.clone(), config)
+        .with_metrics(swarm_client::runtime::metrics::registry().register(name));
     elector
         .run(shutdown, |stop| {
             let fut = controller(name, client.clone(), opts.clone(), stop);

@@ -37,6 +37,9 @@ struct Args {
     /// Finished tasks kept per slot.
     #[arg(long, default_value_t = 5)]
     history_limit: usize,
+    /// Serve the controllers' counters at `GET /metrics` on this address (e.g. 127.0.0.1:9102).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -98,7 +101,19 @@ fn run(args: Args) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
-        swarm_controllers::run(&args.name, client, opts, shutdown).await
+        if let Some(addr) = args.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            tracing::info!(addr = %addr, "serving metrics");
+            tokio::spawn(swarm_controllers::metrics_http::serve(
+                listener,
+                shutdown.clone(),
+            ));
+        }
+        swarm_controllers::run(&args.name, client, opts, shutdown)
+            .await
+            .map_err(anyhow::Error::from)
     })?;
     Ok(())
 }

@@ -35,9 +35,14 @@ impl Drop for Child {
 async fn the_binary_reconciles_a_remote_apiserver() {
     let c = start().await;
     c.sim.add_node("a").await.unwrap();
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
     let _child = Child(
         Command::new(BIN)
             .args(["all", "--server", c.client.base_url()])
+            .args(["--metrics-listen", &metrics_addr.to_string()])
             .args(["--identity", "proc-1", "--lease-duration", "2s"])
             .args(["--heartbeat-period", "400ms"])
             .stdout(Stdio::null())
@@ -57,4 +62,30 @@ async fn the_binary_reconciles_a_remote_apiserver() {
         .await
         .unwrap();
     assert_eq!(lease.spec.holder_identity, "proc-1");
+
+    // Its counters, scraped over HTTP.
+    let text = scrape(metrics_addr).await;
+    assert!(
+        text.contains("swarm_controller_leader{controller=\"replication\"} 1\n"),
+        "{text}"
+    );
+    let reconciles = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("swarm_controller_reconciles_total{controller=\"replication\"} ")
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(reconciles > 0, "{text}");
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

@@ -144,12 +144,13 @@ impl<K: Resource> Controller<K> {
         watch: watcher::Config,
         config: ControllerConfig,
     ) -> Self {
+        let name = name.into();
         let queue = WorkQueue::new(config.backoff);
-        let metrics = Metrics::new();
+        let metrics = super::metrics::registry().register(&name);
         let writer = Writer::<K>::new();
         let store = writer.store();
         let mut c = Controller {
-            name: name.into(),
+            name,
             client: client.clone(),
             queue: queue.clone(),
             store: store.clone(),

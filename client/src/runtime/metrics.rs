@@ -2,10 +2,15 @@
 //!
 //! Plain atomics: the hot path (one reconcile) costs a few relaxed increments, and a
 //! `/metrics` endpoint or a test reads a consistent-enough snapshot at any time.
+//!
+//! Every `Controller` registers its counters in the process-wide `registry()` under its name
+//! (replicas of one controller in one process share them), so a binary serves them all with
+//! `registry().render()`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One controller's counters; cheap to clone (clones share the counters).
 #[derive(Clone, Debug, Default)]
@@ -92,66 +97,108 @@ impl Metrics {
 
     /// The counters in Prometheus text format, labelled `controller="<name>"`.
     pub fn render(&self, controller: &str) -> String {
-        let s = self.snapshot();
-        let label = format!("{{controller=\"{}\"}}", escape(controller));
-        let rows: [(&str, &str, &str, String); 8] = [
-            (
-                "swarm_controller_reconciles_total",
-                "counter",
-                "Reconciles run.",
-                s.reconciles.to_string(),
-            ),
-            (
-                "swarm_controller_reconcile_errors_total",
-                "counter",
-                "Reconciles that returned an error.",
-                s.errors.to_string(),
-            ),
-            (
-                "swarm_controller_requeues_total",
-                "counter",
-                "Keys scheduled again after a reconcile.",
-                s.requeues.to_string(),
-            ),
-            (
-                "swarm_controller_watch_events_total",
-                "counter",
-                "Watch events received.",
-                s.watch_events.to_string(),
-            ),
-            (
-                "swarm_controller_watch_errors_total",
-                "counter",
-                "Watch errors (each followed by a retry).",
-                s.watch_errors.to_string(),
-            ),
-            (
-                "swarm_controller_queue_depth",
-                "gauge",
-                "Keys waiting in the work queue.",
-                s.queue_depth.to_string(),
-            ),
-            (
-                "swarm_controller_reconcile_seconds_total",
-                "counter",
-                "Time spent reconciling.",
-                format!("{:.6}", s.reconcile_micros as f64 / 1e6),
-            ),
-            (
-                "swarm_controller_leader",
-                "gauge",
-                "1 while this replica holds the lease.",
-                u8::from(s.leader).to_string(),
-            ),
-        ];
-        let mut out = String::new();
-        for (name, kind, help, value) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name}{label} {value}");
-        }
-        out
+        render_all(&[(controller, self)])
     }
+}
+
+/// The counters of every controller of this process, by name.
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_name: Mutex<BTreeMap<String, Metrics>>,
+}
+
+/// The process-wide registry.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::default)
+}
+
+impl Registry {
+    /// The counters of controller `name` (created on first use).
+    pub fn register(&self, name: &str) -> Metrics {
+        let mut m = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Every controller's counters in Prometheus text format.
+    pub fn render(&self) -> String {
+        let m = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        let all: Vec<(&str, &Metrics)> = m.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        render_all(&all)
+    }
+}
+
+/// One `# HELP`/`# TYPE` block per metric, with a line per controller.
+fn render_all(controllers: &[(&str, &Metrics)]) -> String {
+    let mut out = String::new();
+    let snaps: Vec<(String, Snapshot)> = controllers
+        .iter()
+        .map(|(name, m)| (format!("{{controller=\"{}\"}}", escape(name)), m.snapshot()))
+        .collect();
+    type Row = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&Snapshot) -> String,
+    );
+    let rows: [Row; 8] = [
+        (
+            "swarm_controller_reconciles_total",
+            "counter",
+            "Reconciles run.",
+            |s| s.reconciles.to_string(),
+        ),
+        (
+            "swarm_controller_reconcile_errors_total",
+            "counter",
+            "Reconciles that returned an error.",
+            |s| s.errors.to_string(),
+        ),
+        (
+            "swarm_controller_requeues_total",
+            "counter",
+            "Keys scheduled again after a reconcile.",
+            |s| s.requeues.to_string(),
+        ),
+        (
+            "swarm_controller_watch_events_total",
+            "counter",
+            "Watch events received.",
+            |s| s.watch_events.to_string(),
+        ),
+        (
+            "swarm_controller_watch_errors_total",
+            "counter",
+            "Watch errors (each followed by a retry).",
+            |s| s.watch_errors.to_string(),
+        ),
+        (
+            "swarm_controller_queue_depth",
+            "gauge",
+            "Keys waiting in the work queue.",
+            |s| s.queue_depth.to_string(),
+        ),
+        (
+            "swarm_controller_reconcile_seconds_total",
+            "counter",
+            "Time spent reconciling.",
+            |s| format!("{:.6}", s.reconcile_micros as f64 / 1e6),
+        ),
+        (
+            "swarm_controller_leader",
+            "gauge",
+            "1 while this replica holds the lease.",
+            |s| u8::from(s.leader).to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (label, snap) in &snaps {
+            let _ = writeln!(out, "{name}{label} {}", value(snap));
+        }
+    }
+    out
 }
 
 fn escape(s: &str) -> String {
@@ -187,5 +234,28 @@ mod tests {
         assert!(text.contains("swarm_controller_queue_depth{controller=\"replication\"} 7\n"));
         assert!(text.contains("# TYPE swarm_controller_queue_depth gauge\n"));
         assert!(text.contains("swarm_controller_leader{controller=\"replication\"} 1\n"));
+    }
+
+    #[test]
+    fn the_registry_shares_counters_by_name_and_renders_every_controller() {
+        let r = Registry::default();
+        r.register("gc").reconciled(std::time::Duration::ZERO, true);
+        r.register("gc").reconciled(std::time::Duration::ZERO, true);
+        r.register("nodes").set_queue_depth(3);
+        let text = r.render();
+        assert!(
+            text.contains("swarm_controller_reconciles_total{controller=\"gc\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("swarm_controller_queue_depth{controller=\"nodes\"} 3\n"),
+            "{text}"
+        );
+        // One HELP/TYPE header per metric, not per controller.
+        assert_eq!(
+            text.matches("# TYPE swarm_controller_queue_depth gauge")
+                .count(),
+            1
+        );
     }
 }
