@@ -116,7 +116,7 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
         RuntimeKind::Docker => {
             let host = hostname_fallback();
             let name = node_name(&opts, &host)?;
-            let rt = runtime::docker::DockerRuntime::connect(&name).await?;
+            let rt = runtime::docker::DockerRuntime::connect(&name, &opts.data_dir).await?;
             let cfg = NodeConfig {
                 manager: opts.manager.clone(),
                 node_name: name,

@@ -14,8 +14,9 @@ use std::time::Duration;
 use serde_json::Value;
 use swarm_agent::{AgentOptions, RuntimeKind};
 use swarm_api::{
-    AnyObject, EndpointSpec, Healthcheck, Kind, Network, NetworkAttachment, NetworkSpec,
-    PortConfig, PublishMode, Service, ServiceSpec, Task, TaskSpec, TaskState,
+    AnyObject, DataSpec, EndpointSpec, FileReference, Healthcheck, Kind, Network,
+    NetworkAttachment, NetworkSpec, PortConfig, PublishMode, Secret, Service, ServiceSpec, Task,
+    TaskSpec, TaskState,
 };
 use swarm_apiserver::registry::{Registry, Subresource};
 use swarm_apiserver::server::{RunningServer, Server, ServerOptions};
@@ -122,6 +123,8 @@ impl Drop for Cluster {
         for n in nets.lines() {
             docker(&["network", "rm", n]);
         }
+        // Secrets live on tmpfs, outside the test's temp dir.
+        let _ = std::fs::remove_dir_all(format!("/dev/shm/swarm-agent-{}", self.node));
         drop(self.server.take());
     }
 }
@@ -561,4 +564,49 @@ async fn the_routing_mesh_forwards_a_published_port_to_every_task() {
         .await
         .unwrap();
     assert!(closed.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_mounted_read_only_at_run_secrets() {
+    let c = Cluster::start("secret").await;
+    c.registry
+        .create(AnyObject::Secret(Secret::new(
+            "db_pw",
+            DataSpec {
+                data: "aHVudGVyMg==".into(), // hunter2
+                template_driver: None,
+            },
+        )))
+        .await
+        .unwrap();
+    let agent = c.agent();
+    let name = c
+        .task("sec", 1, "swarm-examples/hello:1", |t| {
+            t.spec.template.container.secrets = vec![FileReference {
+                source: "db_pw".into(),
+                target: "password".into(),
+                uid: "0".into(),
+                gid: "0".into(),
+                mode: 0o400,
+            }];
+        })
+        .await;
+    let t = c.wait_state(&name, TaskState::Running).await;
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("pw");
+    let (ok, _, err) = docker(&[
+        "cp",
+        &format!("{}:/run/secrets/password", c.container_name(&t)),
+        dest.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "hunter2");
+    let info = docker_json(&["inspect", &c.container_name(&t)]);
+    let mounts = info[0]["Mounts"].as_array().unwrap();
+    let m = mounts
+        .iter()
+        .find(|m| m["Destination"] == "/run/secrets/password")
+        .expect("secret mount");
+    assert_eq!(m["RW"], false);
+    agent.stop().await;
 }

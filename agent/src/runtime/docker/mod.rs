@@ -2,17 +2,20 @@
 //!
 //! * `spec` — a task's container as Docker's create request (names, labels, every mapped field);
 //! * `events` — Docker's event stream for this node's containers, as runner wake-ups;
-//! * `network` — swarm networks as Docker bridge networks.
+//! * `network` — swarm networks as Docker bridge networks;
+//! * `files` — secrets and configs as read-only files mounted into the container.
 //!
 //! Every step is idempotent, as SwarmKit's adapter: a name conflict on create means the
 //! container is already there; start only starts a container that is not running; stop and
 //! remove of a missing container succeed.
 
 mod events;
+mod files;
 mod network;
 pub mod spec;
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -54,6 +57,7 @@ pub struct DockerRuntime {
     node: String,
     events: broadcast::Sender<RuntimeEvent>,
     pump: tokio::task::AbortHandle,
+    files: files::FileDirs,
 }
 
 impl Drop for DockerRuntime {
@@ -65,7 +69,7 @@ impl Drop for DockerRuntime {
 impl DockerRuntime {
     /// Connects to the local engine (unix socket), negotiates the API version and starts
     /// following its events for `node`'s containers.
-    pub async fn connect(node: &str) -> Result<DockerRuntime, RuntimeError> {
+    pub async fn connect(node: &str, data_dir: &Path) -> Result<DockerRuntime, RuntimeError> {
         let docker = Docker::connect_with_unix_defaults()
             .map_err(docker_error)?
             .negotiate_version()
@@ -83,6 +87,7 @@ impl DockerRuntime {
             node: node.to_string(),
             events,
             pump,
+            files: files::FileDirs::new(data_dir, node),
         })
     }
 
@@ -153,6 +158,9 @@ fn ports(map: Option<bollard::models::PortMap>, ingress: &str) -> Vec<PortConfig
             .unwrap_or_default()
             .into_iter()
             .find_map(|b| b.host_port.and_then(|p| p.parse::<u16>().ok()));
+        if published.is_none() {
+            continue; // exposed by the image, not published
+        }
         out.push(PortConfig {
             name: String::new(),
             protocol,
@@ -231,15 +239,15 @@ impl Runtime for DockerRuntime {
         }
         self.ensure_image(&task.spec.template.container.image)
             .await?;
-        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
-        match self
-            .docker
-            .create_container(
-                Some(opts),
-                create_body(task, &self.node, &super::task_ports(task, assets)),
-            )
-            .await
+        let mut body = create_body(task, &self.node, &super::task_ports(task, assets));
+        let file_mounts = self.files.write(task, assets)?;
+        if !file_mounts.is_empty()
+            && let Some(hc) = body.host_config.as_mut()
         {
+            hc.mounts.get_or_insert_with(Vec::new).extend(file_mounts);
+        }
+        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+        match self.docker.create_container(Some(opts), body).await {
             Ok(_) => {}
             Err(e) if is_status(&e, 409) => return Ok(()), // created by an earlier attempt
             Err(e) if is_status(&e, 400) || is_status(&e, 404) => {
@@ -322,6 +330,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove(&self, task: &str) -> Result<(), RuntimeError> {
+        self.files.remove(task);
         for m in self.list().await? {
             if m.task != task {
                 continue;
