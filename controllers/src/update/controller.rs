@@ -3,8 +3,9 @@
 //! status first (a new update or a verdict), then the task steps, each replace in one
 //! transaction with its create-if-absent successor.
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use swarm_api::{Node, NodeState, Service, Task, TaskState};
 use swarm_client::runtime::watcher::Config;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::ROLLBACK_ANNOTATION;
 use super::plan::{self, Step};
 use crate::Options;
+use crate::placement::batch::revision;
 use crate::replication::plan::tasks_of;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,39 @@ pub struct Ctx {
     pub services: Store<Service>,
     pub tasks: Store<Task>,
     pub nodes: Store<Node>,
+    /// Tasks this process created, per service, with the revision of the write, until the
+    /// cache has them: planning on a cache that does not show our own successors yet would
+    /// start more slots than `parallelism` allows (Kubernetes' "expectations").
+    expected: Mutex<HashMap<String, HashMap<String, u64>>>,
+}
+
+impl Ctx {
+    /// Whether the cache has caught up with every task we created for `service`.
+    fn caught_up(&self, service: &str) -> bool {
+        let mut expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mine) = expected.get_mut(service) else {
+            return true;
+        };
+        mine.retain(|name, rv| {
+            self.tasks
+                .get(name)
+                .is_none_or(|t| revision(&t.metadata.resource_version) < *rv)
+        });
+        let done = mine.is_empty();
+        if done {
+            expected.remove(service);
+        }
+        done
+    }
+
+    fn expect(&self, service: &str, task: &str, rv: u64) {
+        self.expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(service.to_string())
+            .or_default()
+            .insert(task.to_string(), rv);
+    }
 }
 
 pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<Ctx>) {
@@ -60,6 +95,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         services,
         tasks,
         nodes,
+        expected: Mutex::new(HashMap::new()),
     });
     (c, ctx)
 }
@@ -85,6 +121,10 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let now = SystemTime::now();
     if let Some(to) = svc.metadata.annotations.get(ROLLBACK_ANNOTATION) {
         return manual_rollback(&svc, to, &ctx, now).await;
+    }
+    if !ctx.caught_up(&name) {
+        // Our own successors are on their way into the cache; their events wake us too.
+        return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let all = ctx.tasks.state();
     let tasks = tasks_of(&svc, &all);
@@ -129,7 +169,9 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     source,
                 })?);
                 tracing::info!(service = %name, task = %new.metadata.name, "updating slot");
-                ctx.client.transaction(&ops).await.map(|_| ())
+                ctx.client.transaction(&ops).await.map(|resp| {
+                    ctx.expect(&name, &new.metadata.name, revision(&resp.resource_version));
+                })
             }
             Step::Desire { task, state } => {
                 let mut t = *task;
@@ -162,14 +204,28 @@ async fn rewrite(
         Err(e) if raced(&e) => return Ok(Action::await_change()),
         Err(e) => return Err(api(format!("spec of service {name}"))(e)),
     };
-    let (revisions, _) = plan::with_revision(&written, now);
-    written.status.revisions = revisions;
-    written.status.update_status = ustatus;
-    match ctx.client.replace_status(&written).await {
-        Ok(_) => Ok(Action::await_change()),
-        Err(e) if raced(&e) => Ok(Action::await_change()),
-        Err(e) => Err(api(format!("status of service {name}"))(e)),
+    // The status that says why the template changed; retried on conflict (other controllers
+    // write this status too) as long as the spec is still the one written here.
+    let generation = written.metadata.generation;
+    for _ in 0..10 {
+        let (revisions, _) = plan::with_revision(&written, now);
+        written.status.revisions = revisions;
+        written.status.update_status = ustatus.clone();
+        match ctx.client.replace_status(&written).await {
+            Ok(_) => return Ok(Action::await_change()),
+            Err(e) if e.is_conflict() => {
+                written = match ctx.client.get::<Service>(&name).await {
+                    Ok(s) if s.metadata.generation == generation => s,
+                    Ok(_) => return Ok(Action::await_change()),
+                    Err(e) if e.is_not_found() => return Ok(Action::await_change()),
+                    Err(e) => return Err(api(format!("service {name}"))(e)),
+                };
+            }
+            Err(e) if raced(&e) => return Ok(Action::await_change()),
+            Err(e) => return Err(api(format!("status of service {name}"))(e)),
+        }
     }
+    Ok(Action::requeue(Duration::from_millis(100)))
 }
 
 async fn manual_rollback(

@@ -160,6 +160,42 @@ pub fn plan(
         // Write the status first; the next pass acts on it.
         return plan;
     }
+    // Finish what is in flight, whatever the update's state (a paused update still lets a
+    // started slot come up): start held successors, stop replaced predecessors.
+    for s in slots.values() {
+        let old: Vec<&&Arc<Task>> = s.wanted.iter().filter(|t| dirty(t)).collect();
+        let new: Vec<&&Arc<Task>> = s.wanted.iter().filter(|t| !dirty(t)).collect();
+        for n in &new {
+            if n.spec.desired_state == TaskState::Ready {
+                // Stop-first: the predecessor (no longer wanted) must have stopped.
+                let gone = s.all.iter().filter(|o| dirty(o)).all(|o| {
+                    o.status.state.is_terminal()
+                        || o.status.state < TaskState::Assigned
+                        || o.spec.node_name.as_deref().is_some_and(|x| !node_ok(x))
+                });
+                let waited = now
+                    .duration_since(n.metadata.creation_timestamp.map_or(now, |c| c.0))
+                    .unwrap_or_default();
+                if gone || waited >= STOP_WAIT {
+                    plan.steps.push(Step::Desire {
+                        task: Box::new((****n).clone()),
+                        state: TaskState::Running,
+                    });
+                } else {
+                    plan.requeue_in(STOP_WAIT - waited);
+                }
+            } else if n.status.state == TaskState::Running {
+                // Start-first: the successor runs, the predecessor goes.
+                for o in &old {
+                    plan.steps.push(Step::Desire {
+                        task: Box::new((****o).clone()),
+                        state: TaskState::Shutdown,
+                    });
+                }
+            }
+        }
+    }
+
     let Some(current) = ustatus.clone() else {
         return plan;
     };
@@ -250,40 +286,6 @@ pub fn plan(
                         format!("update paused due to failure or early termination of task {id}");
                     plan.status = Some((Some(status(UpdateState::Paused, &msg, now)), revisions));
                     return plan;
-                }
-            }
-        }
-    }
-
-    // Finish what is in flight: start held successors, stop replaced predecessors.
-    for s in slots.values() {
-        let old: Vec<&&Arc<Task>> = s.wanted.iter().filter(|t| dirty(t)).collect();
-        let new: Vec<&&Arc<Task>> = s.wanted.iter().filter(|t| !dirty(t)).collect();
-        for n in &new {
-            if n.spec.desired_state == TaskState::Ready {
-                // Stop-first: the predecessor (no longer wanted) must have stopped.
-                let gone = s.all.iter().filter(|o| dirty(o)).all(|o| {
-                    o.status.state.is_terminal()
-                        || o.spec.node_name.as_deref().is_some_and(|x| !node_ok(x))
-                });
-                let waited = now
-                    .duration_since(n.metadata.creation_timestamp.map_or(now, |c| c.0))
-                    .unwrap_or_default();
-                if gone || waited >= STOP_WAIT {
-                    plan.steps.push(Step::Desire {
-                        task: Box::new((****n).clone()),
-                        state: TaskState::Running,
-                    });
-                } else {
-                    plan.requeue_in(STOP_WAIT - waited);
-                }
-            } else if n.status.state == TaskState::Running {
-                // Start-first: the successor runs, the predecessor goes.
-                for o in &old {
-                    plan.steps.push(Step::Desire {
-                        task: Box::new((****o).clone()),
-                        state: TaskState::Shutdown,
-                    });
                 }
             }
         }
