@@ -285,3 +285,61 @@ async fn constraints_and_spread_preferences_are_followed() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_runs_a_service_with_replication_ipam_and_placement() {
+    let h = start().await;
+    for name in ["replication", "ipam"] {
+        let options = Options {
+            identity: format!("{name}-test"),
+            lease_duration: Duration::from_secs(2),
+            ..Options::default()
+        };
+        let (c, token) = (h.client.clone(), h.stop.clone());
+        tokio::spawn(async move {
+            swarm_controllers::run(name, c, options, token)
+                .await
+                .unwrap();
+        });
+    }
+    for n in ["n1", "n2"] {
+        h.node(n, &[], 0).await;
+    }
+    h.client
+        .create(&swarm_api::Network::new("front", Default::default()))
+        .await
+        .unwrap();
+    let mut spec = swarm_api::ServiceSpec {
+        mode: swarm_api::ServiceMode::Replicated { replicas: 4 },
+        ..Default::default()
+    };
+    spec.task_template.container.image = "swarm-examples/hello:1".into();
+    spec.task_template.networks = vec![swarm_api::NetworkAttachmentConfig {
+        target: "front".into(),
+        ..Default::default()
+    }];
+    h.client
+        .create(&swarm_api::Service::new("web", spec))
+        .await
+        .unwrap();
+    let tasks = h
+        .wait_for("four running", "web", |ts| {
+            ts.iter()
+                .filter(|t| t.status.state == TaskState::Running)
+                .count()
+                == 4
+        })
+        .await;
+    let m = per_node(&tasks);
+    assert_eq!((m.get("n1"), m.get("n2")), (Some(&2), Some(&2)));
+    let addrs: std::collections::HashSet<&str> = tasks
+        .iter()
+        .flat_map(|t| t.spec.networks.iter().flat_map(|a| a.addresses.iter()))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(addrs.len(), 4, "one address each: {addrs:?}");
+    let snap = swarm_controllers::invariants::Snapshot::read(&h.client)
+        .await
+        .unwrap();
+    assert!(swarm_controllers::invariants::check(&snap).is_empty());
+}

@@ -317,3 +317,43 @@ fn completes_after_monitor() {
     assert_eq!(status.started_at, Some(Timestamp(start)));
     assert!(status.completed_at.is_some());
 }
+
+#[test]
+fn delay_waits_between_batches() {
+    let (mut svc, mut tasks, _) = updating(|_| {});
+    svc.spec.update_config.delay = swarm_api::Duration::from_secs(10);
+    let up = SystemTime::now() - Duration::from_secs(1);
+    let mut old = (*tasks[0]).clone();
+    old.spec.desired_state = TaskState::Shutdown;
+    old.status.state = TaskState::Shutdown;
+    tasks[0] = Arc::new(old);
+    tasks.push(task_of(&svc, 1, 2, TaskState::Running, up));
+    let p = run(&svc, &tasks);
+    assert!(replaces(&p).is_empty(), "the delay is not over");
+    let wait = p.requeue.expect("a timer");
+    assert!(
+        wait > Duration::from_secs(8) && wait <= Duration::from_secs(10),
+        "{wait:?}"
+    );
+    svc.spec.update_config.delay = swarm_api::Duration::from_secs(0);
+    assert_eq!(replaces(&run(&svc, &tasks)).len(), 1);
+}
+
+#[test]
+fn rollback_targets_the_previous_or_a_chosen_revision() {
+    let mut svc = service("app:3", 1);
+    for (g, image) in [(1, "app:1"), (2, "app:2"), (3, "app:3")] {
+        let mut t = svc.spec.task_template.clone();
+        t.container.image = image.into();
+        svc.status.revisions.push(ServiceRevision {
+            generation: g,
+            template: t,
+            created_at: None,
+        });
+    }
+    let image =
+        |g| super::plan::rollback_target(&svc, g).map(|r| r.template.container.image.clone());
+    assert_eq!(image(None).as_deref(), Some("app:2"));
+    assert_eq!(image(Some(1)).as_deref(), Some("app:1"));
+    assert_eq!(image(Some(7)), None);
+}
