@@ -110,8 +110,17 @@ impl DockerRuntime {
             Err(e) if is_status(&e, 404) => {}
             Err(e) => return Err(docker_error(e)),
         }
-        tracing::info!(%image, "pulling image");
-        let opts = CreateImageOptionsBuilder::new().from_image(image).build();
+        // Without a tag Docker would pull every tag of the repository.
+        let last = image.rsplit('/').next().unwrap_or(image);
+        let reference = if image.contains('@') || last.contains(':') {
+            image.to_string()
+        } else {
+            format!("{image}:latest")
+        };
+        tracing::info!(image = %reference, "pulling image");
+        let opts = CreateImageOptionsBuilder::new()
+            .from_image(&reference)
+            .build();
         let mut pull = self.docker.create_image(Some(opts), None, None);
         while let Some(item) = pull.next().await {
             match item {
