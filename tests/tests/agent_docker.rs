@@ -154,11 +154,17 @@ impl Cluster {
     }
 
     fn agent(&self) -> Agent {
-        let addr = self.server.as_ref().unwrap().dispatcher_addr.unwrap();
-        let mut opts = AgentOptions::new(addr.to_string(), self.dir.path().join("agent"));
+        self.agent_as(&self.node, "127.0.0.1")
+    }
+
+    /// An agent for node `node` advertising `addr` (several agents share this engine).
+    fn agent_as(&self, node: &str, addr: &str) -> Agent {
+        let dispatcher = self.server.as_ref().unwrap().dispatcher_addr.unwrap();
+        let dir = self.dir.path().join(format!("agent-{node}"));
+        let mut opts = AgentOptions::new(dispatcher.to_string(), dir);
         opts.runtime = RuntimeKind::Docker;
-        opts.node_name = Some(self.node.clone());
-        opts.advertise_addr = Some("127.0.0.1".parse().unwrap());
+        opts.node_name = Some(node.to_string());
+        opts.advertise_addr = Some(addr.parse().unwrap());
         let (stop, rx) = watch::channel(false);
         let handle = tokio::spawn(async move {
             swarm_agent::run(opts, rx).await.expect("agent");
@@ -495,8 +501,12 @@ async fn host_ports_publish_and_unhealthy_containers_fail() {
 
 /// One HTTP GET on loopback; the body, or `None` if nothing answered.
 fn get(port: u16) -> Option<String> {
+    get_at("127.0.0.1", port)
+}
+
+fn get_at(ip: &str, port: u16) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut s = std::net::TcpStream::connect((ip, port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
     let mut out = String::new();
@@ -609,4 +619,54 @@ async fn a_secret_is_mounted_read_only_at_run_secrets() {
         .expect("secret mount");
     assert_eq!(m["RW"], false);
     agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_answers_on_a_published_port_even_without_a_task() {
+    let c = Cluster::start("mesh2").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut spec = ServiceSpec {
+        endpoint: EndpointSpec {
+            ports: vec![PortConfig {
+                target_port: 8080,
+                published_port: Some(port),
+                publish_mode: PublishMode::Ingress,
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    spec.task_template.container.image = "swarm-examples/hello:1".into();
+    c.registry
+        .create(AnyObject::Service(Box::new(Service::new("meshtwo", spec))))
+        .await
+        .unwrap();
+    // Two nodes on this engine: the task runs on the first; the second has none.
+    let a = c.agent();
+    let b = c.agent_as(&format!("{}-b", c.node), "127.0.0.2");
+    let one = c.task("meshtwo", 1, "swarm-examples/hello:1", |_| {}).await;
+    c.wait_state(&one, TaskState::Running).await;
+    for ip in ["127.0.0.2", "127.0.0.1"] {
+        let name = one.clone();
+        let r = tokio::time::timeout(PATIENCE, async move {
+            loop {
+                let body = tokio::task::spawn_blocking(move || get_at(ip, port))
+                    .await
+                    .unwrap();
+                if body.is_some_and(|b| b.contains(&name)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "node {ip} did not forward port {port}");
+    }
+    b.stop().await;
+    a.stop().await;
 }
