@@ -1,0 +1,245 @@
+//! Open-loop load on the API server: create, update and get of tasks at a fixed offered rate,
+//! over HTTP on loopback, with the embedded store and with a real etcd.
+//!
+//! Open loop: request `i` of a phase is sent at `start + i / rate` whether or not the earlier
+//! ones have finished, and its latency is measured from that *scheduled* time — so a stall of
+//! the server shows in every request it delays (no coordinated omission). The phases run in
+//! order on one server: `create` makes `rate × seconds` tasks, `update` replaces each of them
+//! once (with its `resourceVersion`, as a controller does), `get` reads them.
+//!
+//! ```text
+//! cargo run --release -p swarm-bench --bin api_load -- \
+//!     [--store embedded|etcd|both] [--rate 1000] [--seconds 20]
+//! ```
+//!
+//! The API server runs in this process (on its Tokio runtime, sharing the machine's cores with
+//! the load generator); etcd, when used, is started from PATH (or `$ETCD`) in a temp dir.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use swarm_bench::{ApiServer, StoreKind, Summary, load_average, ms, print_table};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Create,
+    Update,
+    Get,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Get => "get",
+        }
+    }
+}
+
+struct Args {
+    stores: Vec<StoreKind>,
+    rate: f64,
+    seconds: f64,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        stores: StoreKind::parse_list("both")?,
+        rate: 1000.0,
+        seconds: 20.0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--store" => a.stores = StoreKind::parse_list(&value()?)?,
+            "--rate" => a.rate = value()?.parse().context("--rate")?,
+            "--seconds" => a.seconds = value()?.parse().context("--seconds")?,
+            other => bail!("unknown argument {other:?}; see the top of api_load.rs"),
+        }
+    }
+    if a.rate <= 0.0 || a.seconds <= 0.0 {
+        bail!("--rate and --seconds must be positive");
+    }
+    Ok(a)
+}
+
+/// The outcome of one phase.
+struct Phase {
+    op: Op,
+    summary: Summary,
+    errors: usize,
+    first_error: Option<String>,
+    /// Completed requests per second of wall time (until the last one finished).
+    achieved: f64,
+}
+
+/// One request's outcome: the object the server answered with, or the error.
+type Outcome = Result<Value, String>;
+
+async fn request(
+    http: &reqwest::Client,
+    url: &str,
+    op: Op,
+    i: usize,
+    objects: &[Value],
+) -> Outcome {
+    let resp = match op {
+        Op::Create => {
+            let task = json!({
+                "kind": "Task",
+                "metadata": {"name": format!("web.{}.1", i + 1), "labels": {"app": "bench"}},
+                "spec": {"service": "web", "slot": i + 1, "nodeName": format!("node-{}", i % 50)},
+            });
+            http.post(format!("{url}/v1/tasks"))
+                .json(&task)
+                .send()
+                .await
+        }
+        Op::Update | Op::Get => {
+            let obj = &objects[i % objects.len()];
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            if op == Op::Get {
+                http.get(format!("{url}/v1/tasks/{name}")).send().await
+            } else {
+                let mut changed = obj.clone();
+                changed["metadata"]["labels"]["bench-update"] = json!(format!("u{i}"));
+                http.put(format!("{url}/v1/tasks/{name}"))
+                    .json(&changed)
+                    .send()
+                    .await
+            }
+        }
+    };
+    let resp = resp.map_err(|e| e.to_string())?;
+    let code = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if !code.is_success() {
+        return Err(format!("{code}: {}", String::from_utf8_lossy(&body)));
+    }
+    if op == Op::Get {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// Runs one phase; returns its outcome and, for `create`, the created objects.
+async fn phase(
+    http: &reqwest::Client,
+    url: &str,
+    op: Op,
+    args: &Args,
+    objects: Arc<Vec<Value>>,
+) -> Result<(Phase, Vec<Value>)> {
+    if op != Op::Create && objects.is_empty() {
+        bail!("no objects to {}: every create failed", op.name());
+    }
+    let total = (args.rate * args.seconds).round() as usize;
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut handles = Vec::with_capacity(total);
+    for i in 0..total {
+        let at = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(at.into()).await;
+        let (http, url, objects) = (http.clone(), url.to_string(), objects.clone());
+        handles.push(tokio::spawn(async move {
+            let outcome = request(&http, &url, op, i, &objects).await;
+            (at.elapsed(), outcome)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut created = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for h in handles {
+        let (latency, outcome) = h.await?;
+        latencies.push(latency);
+        match outcome {
+            Ok(obj) => {
+                if op == Op::Create {
+                    created.push(obj);
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok((
+        Phase {
+            op,
+            summary: Summary::of(&mut latencies),
+            errors,
+            first_error,
+            achieved: (total - errors) as f64 / elapsed,
+        },
+        created,
+    ))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = args()?;
+    println!(
+        "api_load: {} req/s for {} s per op; load average before: {}",
+        args.rate,
+        args.seconds,
+        load_average()
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut rows = Vec::new();
+    for &store in &args.stores {
+        let server = ApiServer::start(store).await?;
+        let mut objects = Arc::new(Vec::new());
+        for op in [Op::Create, Op::Update, Op::Get] {
+            let (p, created) = phase(&http, &server.url, op, &args, objects.clone()).await?;
+            if op == Op::Create {
+                objects = Arc::new(created);
+            }
+            if let Some(e) = &p.first_error {
+                eprintln!("{} {}: first error: {e}", store.name(), op.name());
+            }
+            let row = vec![
+                store.name().to_string(),
+                p.op.name().to_string(),
+                format!("{}", args.rate),
+                format!("{:.0}", p.achieved),
+                p.summary.count.to_string(),
+                p.errors.to_string(),
+                ms(p.summary.p50),
+                ms(p.summary.p99),
+                ms(p.summary.p999),
+                ms(p.summary.max),
+            ];
+            println!("{}", row.join("  "));
+            rows.push(row);
+        }
+        server.stop().await?;
+    }
+    println!();
+    print_table(
+        &[
+            "store",
+            "op",
+            "offered/s",
+            "achieved/s",
+            "requests",
+            "errors",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+        ],
+        &rows,
+    );
+    println!("\nload average after: {}", load_average());
+    Ok(())
+}
