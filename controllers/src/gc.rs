@@ -10,12 +10,13 @@
 //! * Its own finalizer, `swarm.gc/tasks`: put on every service so that deleting a service
 //!   deletes its tasks first; removed when none is left, which lets the service go.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use swarm_api::{Resource, Service, Task, TaskState};
 use swarm_client::runtime::watcher::Config;
 use swarm_client::runtime::{Action, Controller, ControllerConfig, Store};
-use swarm_client::{Client, ClientError};
+use swarm_client::{Client, ClientError, Operation};
 use tokio_util::sync::CancellationToken;
 
 use crate::Options;
@@ -45,6 +46,9 @@ pub struct Ctx {
     pub services: Store<Service>,
     pub tasks: Store<Task>,
     pub history_limit: usize,
+    /// Per service, the task versions this process deleted that the cache may still show
+    /// (its watch lags the deletes): not deleted again, which would only fail one by one.
+    deleted: Mutex<HashMap<String, HashSet<(String, String)>>>,
 }
 
 pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<Ctx>) {
@@ -63,6 +67,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         services: c.store(),
         tasks,
         history_limit: opts.history_limit,
+        deleted: Mutex::new(HashMap::new()),
     });
     (c, ctx)
 }
@@ -86,23 +91,31 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
             doomed
         }
     };
-    let mut first_err = None;
-    for t in &doomed {
-        let rv = Some(t.metadata.resource_version.as_str()).filter(|r| !r.is_empty());
-        match ctx.client.delete::<Task>(t.name(), rv).await {
-            Ok(()) => tracing::info!(task = %t.name(), "deleted task"),
-            Err(e) if e.is_not_found() => {}
-            Err(source) => {
-                first_err.get_or_insert(Error::Delete {
-                    task: t.name().to_string(),
-                    source,
-                });
-            }
+    let doomed: Vec<&Arc<Task>> = {
+        let mut deleted = ctx.deleted.lock().unwrap_or_else(|e| e.into_inner());
+        let gone = deleted.entry(name.clone()).or_default();
+        // What the cache no longer shows needs no tombstone.
+        let present: HashSet<&str> = tasks.iter().map(|t| t.name()).collect();
+        gone.retain(|(n, _)| present.contains(n.as_str()));
+        let doomed = doomed
+            .into_iter()
+            .filter(|t| !gone.contains(&version(t)))
+            .collect();
+        if gone.is_empty() {
+            deleted.remove(&name);
         }
+        doomed
+    };
+    let result = delete_all(&ctx.client, &doomed).await;
+    let done = match &result {
+        Ok(()) => doomed.iter().map(|t| version(t)).collect(),
+        Err(_) => Vec::new(),
+    };
+    if !done.is_empty() {
+        let mut deleted = ctx.deleted.lock().unwrap_or_else(|e| e.into_inner());
+        deleted.entry(name.clone()).or_default().extend(done);
     }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
+    result?;
     if let Some(s) = &svc {
         let has = s.metadata.finalizers.iter().any(|f| f == FINALIZER);
         let deleting = s.metadata.deletion_timestamp.is_some();
@@ -119,6 +132,58 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
     Ok(Action::await_change())
+}
+
+/// A task's name and version: what a tombstone remembers.
+fn version(t: &Task) -> (String, String) {
+    (t.name().to_string(), t.metadata.resource_version.clone())
+}
+
+/// Tasks deleted per transaction (below etcd's default limit of 128 operations).
+const DELETE_BATCH: usize = 100;
+
+/// Deletes `tasks`, each only if unchanged since read: in transactions of `DELETE_BATCH`,
+/// falling back to one by one when a batch loses a race (a task changed or is already gone).
+async fn delete_all(client: &Client, tasks: &[&Arc<Task>]) -> Result<(), Error> {
+    let rv = |t: &Task| Some(t.metadata.resource_version.clone()).filter(|r| !r.is_empty());
+    for chunk in tasks.chunks(DELETE_BATCH) {
+        if chunk.len() > 1 {
+            let ops: Vec<Operation> = chunk
+                .iter()
+                .map(|t| Operation::delete::<Task>(t.name(), rv(t)))
+                .collect();
+            match client.transaction(&ops).await {
+                Ok(_) => {
+                    tracing::info!(tasks = chunk.len(), first = %chunk[0].name(), "deleted tasks");
+                    continue;
+                }
+                Err(e) if e.is_conflict() || e.is_not_found() => {}
+                Err(source) => {
+                    return Err(Error::Delete {
+                        task: chunk[0].name().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        let mut first_err = None;
+        for t in chunk {
+            match client.delete::<Task>(t.name(), rv(t).as_deref()).await {
+                Ok(()) => tracing::info!(task = %t.name(), "deleted task"),
+                Err(e) if e.is_not_found() => {}
+                Err(source) => {
+                    first_err.get_or_insert(Error::Delete {
+                        task: t.name().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 async fn update_finalizers(client: &Client, svc: &Service) -> Result<(), Error> {
