@@ -8,8 +8,8 @@
 
 pub mod gc;
 pub mod invariants;
-pub mod metrics_http;
 pub mod ipam;
+pub mod metrics_http;
 pub mod nodes;
 pub mod options;
 pub mod placement;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(
     name = "swarm-controller",
-    about = "Run a swarm controller (replication, nodes, gc, … or all)"
+    about = "Run a swarm controller (replication, ipam, placement, update, nodes, gc, or all)"
 )]
 struct Args {
     /// The controller to run, or `all`.
