@@ -3,7 +3,8 @@
 //! One `Controller<Task>`: a task's key is its name; networks and services are keyed
 //! `network/<name>` and `service/<name>` (object names cannot contain `/`). A network change
 //! also wakes the NEW tasks and the services that wait on it; a claim marker change wakes its
-//! holder and everything still waiting for a subnet or a port. See the module documentation
+//! holder and everything still waiting for a subnet or a port. NEW → PENDING writes are
+//! queued and sent in batched transactions by one more key, `FLUSH`. See the module documentation
 //! of `ipam` for why no interleaving of two ipam processes can hand out one address twice.
 
 use std::collections::{BTreeSet, HashMap};
@@ -23,7 +24,10 @@ use super::ledger::{Owner, parse_owner};
 use super::plan::{self, TaskPlan};
 use super::{ALLOCATED, ports, subnet};
 use crate::Options;
-use crate::placement::batch::revision;
+use crate::placement::batch::{self, OpError, revision};
+
+/// The key that sends the queued NEW → PENDING writes.
+pub const FLUSH: &str = "~flush";
 
 /// SwarmKit's message for a task that has its resources.
 pub const PENDING_MESSAGE: &str = "pending task scheduling";
@@ -42,6 +46,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("moving tasks to pending: {0}")]
+    Flush(String),
 }
 
 fn api(what: impl Into<String>) -> impl FnOnce(ClientError) -> Error {
@@ -68,6 +74,8 @@ pub struct Ctx {
     /// Serializes this process's allocations on one network (another process is kept out by
     /// the store, not by this).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// NEW → PENDING status writes waiting for the next `FLUSH`.
+    to_pending: Mutex<HashMap<String, Task>>,
 }
 
 impl Ctx {
@@ -194,6 +202,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Task>, Arc<Ctx>
         leases,
         fresh: Mutex::new(HashMap::new()),
         locks: Mutex::new(HashMap::new()),
+        to_pending: Mutex::new(HashMap::new()),
     });
     (c, ctx)
 }
@@ -205,7 +214,9 @@ pub async fn run(client: Client, opts: Options, stop: CancellationToken) {
 }
 
 pub async fn reconcile(key: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if let Some(n) = key.strip_prefix("network/") {
+    if key == FLUSH {
+        flush(&ctx).await
+    } else if let Some(n) = key.strip_prefix("network/") {
         reconcile_network(n, &ctx).await
     } else if let Some(s) = key.strip_prefix("service/") {
         reconcile_service(s, &ctx).await
@@ -644,13 +655,50 @@ async fn reconcile_task(name: &str, ctx: &Ctx) -> Result<Action, Error> {
     };
     drop(guards);
     // Safe to stop here: a task with every attachment and still NEW just gets this write.
+    // The writes are batched: queued here, sent by the `FLUSH` key in transactions of up to
+    // 200 (one HTTP round trip per batch instead of per task).
     let mut out = attached;
     out.status.state = TaskState::Pending;
     out.status.message = PENDING_MESSAGE.to_string();
     out.status.timestamp = Some(Timestamp::now());
-    match ctx.client.replace_status(&out).await {
-        Ok(_) => Ok(Action::await_change()),
-        Err(e) if e.is_not_found() => Ok(Action::await_change()),
-        Err(e) => Err(api(format!("status of task {name}"))(e)),
+    ctx.to_pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_string(), out);
+    ctx.trigger.enqueue(FLUSH);
+    Ok(Action::await_change())
+}
+
+/// Sends the queued NEW → PENDING writes.
+async fn flush(ctx: &Ctx) -> Result<Action, Error> {
+    let queued: Vec<Task> = {
+        let mut q = ctx.to_pending.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *q).into_values().collect()
+    };
+    if queued.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let mut ops = Vec::with_capacity(queued.len());
+    for t in &queued {
+        ops.push(Operation::update_status(t).map_err(enc(&t.metadata.name))?);
+    }
+    let mut failed = None;
+    for (t, r) in queued.iter().zip(batch::commit(&ctx.client, ops).await) {
+        match r {
+            Ok(_) | Err(OpError::Raced(_)) => {}
+            Err(OpError::Failed(e)) => {
+                // Put it back; the retry of this key sends it again.
+                ctx.to_pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(t.metadata.name.clone())
+                    .or_insert_with(|| t.clone());
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(Error::Flush(e)),
+        None => Ok(Action::await_change()),
     }
 }
