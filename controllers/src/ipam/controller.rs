@@ -4,8 +4,9 @@
 //! `network/<name>` and `service/<name>` (object names cannot contain `/`). A network change
 //! also wakes the NEW tasks and the services that wait on it; a claim marker change wakes its
 //! holder and everything still waiting for a subnet or a port. NEW → PENDING writes are
-//! queued and sent in batched transactions by one more key, `FLUSH`. See the module documentation
-//! of `ipam` for why no interleaving of two ipam processes can hand out one address twice.
+//! queued and sent in batched transactions by one more key, `FLUSH`. See the module
+//! documentation of `ipam` for why no interleaving of two ipam processes can hand out one
+//! address twice.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
