@@ -42,13 +42,28 @@ use crate::store::{Event, EventType, ListOptions, Revision, Store, StoreError};
 #[derive(Debug)]
 pub struct CachedObject {
     pub obj: AnyObject,
+    /// The whole object (the dispatcher hands secrets to the nodes that need them).
     pub json: Bytes,
+    /// What REST watchers see: secrets without their data (`handlers::redact`); for every
+    /// other kind the same bytes as `json`.
+    pub public_json: Bytes,
 }
 
 impl CachedObject {
     pub fn new(obj: AnyObject) -> Arc<CachedObject> {
         let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
-        Arc::new(CachedObject { obj, json })
+        let public_json = match &obj {
+            AnyObject::Secret(_) => Bytes::from(
+                serde_json::to_vec(&crate::handlers::redact::redact(obj.clone(), false))
+                    .unwrap_or_default(),
+            ),
+            _ => json.clone(),
+        };
+        Arc::new(CachedObject {
+            obj,
+            json,
+            public_json,
+        })
     }
 }
 

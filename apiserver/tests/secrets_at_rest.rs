@@ -94,6 +94,11 @@ async fn secret_data_is_write_only_unless_asked_for() {
     let server = Server::bind(options(dir.path())).await.unwrap().spawn();
     let url = server.url();
     let http = reqwest::Client::new();
+    let watch = http
+        .get(format!("{url}/v1/secrets?watch=true"))
+        .send()
+        .await
+        .unwrap();
     let created: Value = http
         .post(format!("{url}/v1/secrets"))
         .json(&json!({"kind": "Secret", "metadata": {"name": "db"}, "spec": {"data": DATA}}))
@@ -104,6 +109,17 @@ async fn secret_data_is_write_only_unless_asked_for() {
         .await
         .unwrap();
     assert_eq!(created["spec"]["data"], "");
+    // Watchers see the secret without its data too.
+    let mut events = watch.bytes_stream();
+    let mut line = Vec::new();
+    while !line.contains(&b'\n') {
+        use futures::StreamExt;
+        line.extend_from_slice(&events.next().await.unwrap().unwrap());
+    }
+    let event: Value = serde_json::from_slice(line.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["spec"]["data"], "");
+    assert!(!String::from_utf8_lossy(&line).contains(DATA));
     let plain: Value = reqwest::get(format!("{url}/v1/secrets/db"))
         .await
         .unwrap()

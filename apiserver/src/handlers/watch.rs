@@ -158,7 +158,8 @@ impl WatchTask {
         let closed = closed.as_deref();
         if let Source::Cache(sub) = &mut source {
             for (t, obj) in std::mem::take(&mut sub.initial) {
-                self.deliver(closed, event_line(t, &obj.json)).await?;
+                self.deliver(closed, event_line(t, &obj.public_json))
+                    .await?;
             }
         }
         let mut ticker = tokio::time::interval(self.interval.max(Duration::from_millis(10)));
@@ -252,7 +253,7 @@ async fn next(source: &mut Source, kind: Kind) -> Step {
     match source {
         Source::Cache(sub) => match sub.rx.recv().await {
             Some(ev) => match ev.for_filter(&sub.filter) {
-                Some(t) => Step::Line(event_line(t, &ev.object.json)),
+                Some(t) => Step::Line(event_line(t, &ev.object.public_json)),
                 None => Step::Skip,
             },
             None => Step::End(Some(match sub.closed.get() {
@@ -272,7 +273,7 @@ async fn next(source: &mut Source, kind: Kind) -> Step {
                 *last = ev.revision;
                 match store_event(kind, ev) {
                     Some(ev) => match ev.for_filter(filter) {
-                        Some(t) => Step::Line(event_line(t, &ev.object.json)),
+                        Some(t) => Step::Line(event_line(t, &ev.object.public_json)),
                         None => Step::Skip,
                     },
                     None => Step::Skip,
