@@ -82,3 +82,28 @@ pub async fn commit(
 pub fn revision(rv: &str) -> u64 {
     rv.parse().unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_api::{Status, StatusCause, StatusReason};
+
+    #[test]
+    fn the_failed_operation_is_read_from_the_message_or_the_causes() {
+        let e = ClientError::Api(Box::new(Status::new(
+            StatusReason::Conflict,
+            "operations[3]: tasks \"web.1.1\" was modified",
+        )));
+        assert_eq!(failed_index(&e), Some(3));
+        let e = ClientError::Api(Box::new(Status::invalid(
+            "Transaction",
+            "",
+            vec![StatusCause::invalid("operations[12].object.spec", "bad")],
+        )));
+        assert_eq!(failed_index(&e), Some(12));
+        let e = ClientError::Api(Box::new(Status::new(StatusReason::Conflict, "busy")));
+        assert_eq!(failed_index(&e), None);
+        assert_eq!(revision("42"), 42);
+        assert_eq!(revision(""), 0);
+    }
+}

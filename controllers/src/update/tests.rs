@@ -357,3 +357,34 @@ fn rollback_targets_the_previous_or_a_chosen_revision() {
     assert_eq!(image(Some(1)).as_deref(), Some("app:1"));
     assert_eq!(image(Some(7)), None);
 }
+
+#[test]
+fn a_global_service_updates_node_by_node() {
+    let (mut svc, _, start) = updating(|_| {});
+    svc.spec.mode = swarm_api::ServiceMode::Global {};
+    let v1 = service("app:1", 1);
+    let mut v1g = v1.clone();
+    v1g.spec.mode = swarm_api::ServiceMode::Global {};
+    let tasks: Vec<Arc<Task>> = ["n1", "n2"]
+        .iter()
+        .map(|n| {
+            let mut t =
+                crate::replication::plan::new_task(&v1g, None, Some(n), 1, TaskState::Running);
+            t.status.state = TaskState::Running;
+            t.metadata.creation_timestamp = Some(Timestamp(start - Duration::from_secs(5)));
+            Arc::new(t)
+        })
+        .collect();
+    let p = run(&svc, &tasks);
+    let r = replaces(&p);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].1, "web.n1.2");
+    let Step::Replace { new, .. } = &p.steps[0] else {
+        panic!("a replace");
+    };
+    assert_eq!(
+        new.spec.node_name.as_deref(),
+        Some("n1"),
+        "bound to its node"
+    );
+}
