@@ -212,12 +212,29 @@ async fn rollback_restores_the_previous_revision_and_waits_for_it() {
     c.service_status("web", |s| s.status.revisions = revisions.clone())
         .await;
     let child = c.command(&["service", "rollback", "web"]).spawn().unwrap();
-    let back = c.service_when("web", |s| s.spec.rollback.is_some()).await;
-    assert_eq!(back.spec.task_template.container.image, "app:1");
-    assert_eq!(
-        back.spec.rollback.as_ref().and_then(|r| r.to_generation),
-        Some(1)
-    );
+    // The CLI asks through the update controller's annotation …
+    let asked = c
+        .service_when("web", |s| {
+            s.metadata.annotations.contains_key("swarm.rollback")
+        })
+        .await;
+    assert_eq!(asked.metadata.annotations["swarm.rollback"], "previous");
+    assert_eq!(asked.spec.task_template.container.image, "app:2");
+    // … and keeps waiting while the current (v2) tasks run: the rollback has not started.
+    c.task(&asked, 1, 2, "node-1", TaskState::Running, "").await;
+    // The test plays the update controller: swap the template in, drop the annotation.
+    let mut back = asked.clone();
+    back.metadata.annotations.remove("swarm.rollback");
+    back.spec.task_template = v1.spec.task_template.clone();
+    let back = c.client.replace(&back).await.unwrap();
+    c.service_status("web", |s| {
+        s.status.update_status = Some(UpdateStatus {
+            state: UpdateState::RollbackStarted,
+            message: "manually requested rollback".into(),
+            ..Default::default()
+        })
+    })
+    .await;
     c.task(&back, 1, 3, "node-1", TaskState::Running, "").await;
     c.service_status("web", |s| {
         s.status.update_status = Some(UpdateStatus {

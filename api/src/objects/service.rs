@@ -33,27 +33,6 @@ pub struct ServiceSpec {
     pub rollback_config: UpdateConfig,
     #[serde(default)]
     pub endpoint: EndpointSpec,
-    /// A rollback a user asked for (`swarm service rollback`, `service update --rollback`,
-    /// `swarm rollout undo`). The CLI writes the target revision's template into
-    /// `taskTemplate` and sets this in the same update. The update controller then rolls that
-    /// change out under `rollbackConfig` instead of `updateConfig` and reports
-    /// `rollback_started` / `rollback_paused` / `rollback_completed` in `status.updateStatus`
-    /// (an ordinary spec change reports `updating` / `paused` / `completed`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<RollbackRequest>,
-}
-
-/// See `ServiceSpec::rollback`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RollbackRequest {
-    /// Grows by one with every request, so asking again is a new spec change (and a new
-    /// `generation`) even when the target is the same.
-    pub id: u64,
-    /// The revision rolled back to (a `status.revisions[].generation`); absent means the
-    /// revision before the current one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_generation: Option<i64>,
 }
 
 impl ServiceSpec {

@@ -127,7 +127,12 @@ pub fn assess(
             }
         }
     } else if goal == Goal::Rollback {
+        // The update controller has not taken the request up yet: what runs now is what is
+        // being rolled back from.
         a.rolling_back = true;
+        if a.verdict == Verdict::Converged {
+            a.verdict = Verdict::Waiting;
+        }
     }
     a
 }
@@ -464,6 +469,13 @@ mod tests {
         assert_eq!(
             assess(&s, &tasks, &[], Goal::Rollback, None).verdict,
             Verdict::Converged
+        );
+        // A rollback not taken up yet (no new update status) is not done, however well the
+        // current tasks run.
+        let before = s.status.update_status.clone();
+        assert_eq!(
+            assess(&s, &tasks, &[], Goal::Rollback, before.as_ref()).verdict,
+            Verdict::Waiting
         );
         s.status.update_status = Some(status("rollback_paused", ""));
         assert_eq!(

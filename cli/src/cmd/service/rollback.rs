@@ -1,10 +1,12 @@
-//! `swarm service rollback SERVICE`: back to the previous revision. The revision's template
-//! comes from `status.revisions` (kept by the update controller); the request is recorded in
-//! `spec.rollback` so the controller rolls it out under `rollbackConfig`.
+//! `swarm service rollback SERVICE`: back to the previous revision. The request is the
+//! annotation the update controller reads, `swarm.rollback=previous` (or `=<generation>` for
+//! `rollout undo --to-revision`); the controller swaps the revision's template in from
+//! `status.revisions`, drops the annotation and rolls the change out under `rollbackConfig`,
+//! reporting `rollback_started` … `rollback_completed`.
 
 use std::process::ExitCode;
 
-use swarm_api::{RollbackRequest, Service};
+use swarm_api::Service;
 
 use crate::connect::{ConnectArgs, block_on};
 use crate::converge::{self, Goal, WaitArgs};
@@ -24,38 +26,47 @@ pub struct RollbackArgs {
     pub connect: ConnectArgs,
 }
 
-/// Puts the template of revision `to` (default: the latest revision that differs from the
-/// current template) back into the spec and records the request.
+/// The annotation the update controller takes a rollback request from.
+pub const ROLLBACK_ANNOTATION: &str = "swarm.rollback";
+
+/// Asks for a rollback to revision `to` (default: the previous one). Refuses at once when
+/// `status.revisions` shows there is nothing to go back to.
 pub fn request(svc: &mut Service, to: Option<i64>) -> anyhow::Result<()> {
     let name = &svc.metadata.name;
     let revisions = &svc.status.revisions;
-    let target = match to {
-        Some(g) => revisions.iter().find(|r| r.generation == g).ok_or_else(|| {
-            let known: Vec<String> = revisions.iter().map(|r| r.generation.to_string()).collect();
-            anyhow::anyhow!(
-                "service {name} has no revision {g}; its revisions are: {} (see `swarm rollout history service/{name}`)",
-                if known.is_empty() { "none recorded yet".to_string() } else { known.join(", ") }
-            )
-        })?,
-        None => revisions
-            .iter()
-            .rev()
-            .find(|r| r.template != svc.spec.task_template)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
+    let value = match to {
+        Some(g) => {
+            if !revisions.iter().any(|r| r.generation == g) {
+                let known: Vec<String> =
+                    revisions.iter().map(|r| r.generation.to_string()).collect();
+                anyhow::bail!(
+                    "service {name} has no revision {g}; its revisions are: {} (see `swarm rollout history service/{name}`)",
+                    if known.is_empty() {
+                        "none recorded yet".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            }
+            g.to_string()
+        }
+        None => {
+            if !revisions
+                .iter()
+                .any(|r| r.template != svc.spec.task_template)
+            {
+                anyhow::bail!(
                     "service {name} does not have a previous revision to roll back to \
                      (status.revisions lists {} revision(s), none different from the current spec)",
                     revisions.len()
-                )
-            })?,
+                );
+            }
+            "previous".to_string()
+        }
     };
-    let generation = target.generation;
-    svc.spec.task_template = target.template.clone();
-    let id = svc.spec.rollback.as_ref().map_or(0, |r| r.id) + 1;
-    svc.spec.rollback = Some(RollbackRequest {
-        id,
-        to_generation: Some(generation),
-    });
+    svc.metadata
+        .annotations
+        .insert(ROLLBACK_ANNOTATION.to_string(), value);
     Ok(())
 }
 
@@ -99,20 +110,16 @@ mod tests {
     }
 
     #[test]
-    fn previous_revision_by_default_or_the_one_asked_for() {
+    fn the_request_is_the_update_controllers_annotation() {
         let mut s = service();
         request(&mut s, None).unwrap();
-        assert_eq!(s.spec.task_template.container.image, "nginx:2");
+        assert_eq!(s.metadata.annotations[ROLLBACK_ANNOTATION], "previous");
         assert_eq!(
-            s.spec.rollback,
-            Some(RollbackRequest {
-                id: 1,
-                to_generation: Some(2)
-            })
+            s.spec.task_template.container.image, "nginx:3",
+            "the controller swaps it"
         );
         request(&mut s, Some(1)).unwrap();
-        assert_eq!(s.spec.task_template.container.image, "nginx:1");
-        assert_eq!(s.spec.rollback.as_ref().unwrap().id, 2);
+        assert_eq!(s.metadata.annotations[ROLLBACK_ANNOTATION], "1");
     }
 
     #[test]
