@@ -152,8 +152,9 @@ pub fn plan(
     if new_revision {
         // A new template: a new update starts (unless the first, or ours: a rollback we wrote
         // sets its own status together with the revision).
-        let first = svc.status.revisions.is_empty();
-        if !first && (!dirty_slots.is_empty() || !in_flight.is_empty()) {
+        // The first revision of a new service has nothing to replace; one recorded late (the
+        // controller first sees a service whose tasks run another template) starts an update.
+        if !dirty_slots.is_empty() || (!in_flight.is_empty() && !svc.status.revisions.is_empty()) {
             ustatus = Some(status(UpdateState::Updating, "update in progress", now));
         }
         plan.status = Some((ustatus.clone(), revisions));
@@ -197,6 +198,11 @@ pub fn plan(
     }
 
     let Some(current) = ustatus.clone() else {
+        if !dirty_slots.is_empty() {
+            // Out-of-date tasks and no update on record (its status was lost): start one.
+            let started = status(UpdateState::Updating, "update in progress", now);
+            plan.status = Some((Some(started), revisions));
+        }
         return plan;
     };
     let rolling_back = current.state == UpdateState::RollbackStarted;

@@ -388,3 +388,15 @@ fn a_global_service_updates_node_by_node() {
         "bound to its node"
     );
 }
+
+#[test]
+fn out_of_date_tasks_without_an_update_on_record_start_one() {
+    let (mut svc, tasks, _) = updating(|_| {});
+    svc.status.update_status = None;
+    let status = run(&svc, &tasks).status.unwrap().0.unwrap();
+    assert_eq!(status.state, UpdateState::Updating);
+    svc.status.revisions.clear();
+    let (status, revs) = run(&svc, &tasks).status.unwrap();
+    assert_eq!(status.unwrap().state, UpdateState::Updating);
+    assert_eq!(revs.len(), 1);
+}
