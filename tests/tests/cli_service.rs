@@ -161,3 +161,153 @@ impl RunErr for swarm_tests::Run {
         self.stderr
     }
 }
+
+/// A `swarm server` with its controllers and a simulated agent of `nodes` nodes, killed when
+/// dropped.
+struct SimCluster {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl SimCluster {
+    fn start(nodes: usize) -> SimCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = swarm_tests::swarm_command(dir.path())
+            .args(["server", "--listen", "127.0.0.1:0", "--agent", "sim"])
+            .arg("--sim-nodes")
+            .arg(nodes.to_string())
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let config = data.join("admin.conf");
+        let deadline = std::time::Instant::now() + swarm_tests::WAIT;
+        while !config.exists() {
+            assert!(std::time::Instant::now() < deadline, "no admin.conf");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        SimCluster { child, dir, config }
+    }
+
+    fn swarm(&self, args: &[&str]) -> swarm_tests::Run {
+        let out = swarm_tests::swarm_command(self.dir.path())
+            .env("SWARM_CONFIG", &self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        swarm_tests::Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SimCluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The whole pipeline — replication, ipam, placement, the update controller and simulated
+/// agents — behind `service create`, `update` and `rollback`, each waiting for convergence.
+#[test]
+fn create_update_rollback_converge_on_simulated_nodes() {
+    let c = SimCluster::start(2);
+    // The simulated nodes register with the dispatcher: wait until both are ready.
+    let deadline = std::time::Instant::now() + swarm_tests::WAIT;
+    loop {
+        let nodes = c.swarm(&["node", "ls", "--format", "{{.Status}}"]).ok();
+        if nodes.lines() == ["Ready", "Ready"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the simulated nodes never became ready: {nodes:#?}\n{}",
+            c.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let create = c.swarm(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--update-monitor",
+        "0s",
+        "--rollback-monitor",
+        "0s",
+        "--timeout",
+        "60s",
+        "app:1",
+    ]);
+    assert_eq!(create.code, Some(0), "{create:#?}\n{}", c.log());
+    assert!(
+        create.stdout.contains("overall progress: 3 out of 3 tasks"),
+        "{create:#?}"
+    );
+    assert!(
+        create.stdout.ends_with("verify: Service converged\n"),
+        "{create:#?}"
+    );
+
+    let update = c.swarm(&[
+        "service",
+        "update",
+        "--image",
+        "app:2",
+        "--timeout",
+        "60s",
+        "web",
+    ]);
+    assert_eq!(update.code, Some(0), "{update:#?}\n{}", c.log());
+    assert!(
+        update.stdout.ends_with("verify: Service converged\n"),
+        "{update:#?}"
+    );
+    let running = c.swarm(&[
+        "service",
+        "ps",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Image}} {{.CurrentState}}",
+        "web",
+    ]);
+    let lines: Vec<&str> = running.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{running:#?}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("app:2 Running")),
+        "{running:#?}"
+    );
+
+    let rollback = c.swarm(&["service", "rollback", "--timeout", "60s", "web"]);
+    assert_eq!(rollback.code, Some(0), "{rollback:#?}\n{}", c.log());
+    assert!(
+        rollback
+            .stdout
+            .starts_with("web\nrollback: manually requested rollback\n"),
+        "{rollback:#?}"
+    );
+    let image = c.swarm(&[
+        "service",
+        "inspect",
+        "-f",
+        "{{.spec.taskTemplate.container.image}}",
+        "web",
+    ]);
+    assert_eq!(image.stdout, "app:1\n");
+}
