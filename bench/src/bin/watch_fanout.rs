@@ -10,7 +10,8 @@
 //! The watchers are HTTP/1.1 connections of this process (one per watch, as agents have), the
 //! API server runs in this process too; everything shares the machine's cores. An event can
 //! reach a watcher before the writer has read its `201`: such samples count as 0 ms and are
-//! reported in the "before ack" column.
+//! reported in the "before ack" column; the latency from the write's *sending* is reported
+//! too (an upper bound: it includes the write itself).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,6 +111,7 @@ async fn watcher(
 
 struct Outcome {
     summary: Summary,
+    from_send: Summary,
     delivered: usize,
     complete: usize,
     before_ack: usize,
@@ -173,7 +175,7 @@ async fn run(store: StoreKind, args: &Args) -> Result<Outcome> {
         }
         write_latency.push(ack - sent);
         let rev = line_revision(&body).context("no resourceVersion in the write's answer")?;
-        acks.insert(rev, ack);
+        acks.insert(rev, (sent, ack));
         tokio::time::sleep(args.interval).await;
     }
 
@@ -183,6 +185,7 @@ async fn run(store: StoreKind, args: &Args) -> Result<Outcome> {
         let _ = stop_tx.send(true);
     });
     let mut latencies = Vec::with_capacity(args.watchers * args.writes);
+    let mut from_send = Vec::with_capacity(args.watchers * args.writes);
     let (mut complete, mut before_ack, mut delivered) = (0, 0, 0);
     let mut expected: Vec<i64> = acks.keys().copied().collect();
     expected.sort_unstable();
@@ -194,11 +197,12 @@ async fn run(store: StoreKind, args: &Args) -> Result<Outcome> {
             complete += 1;
         }
         for (rev, at) in got {
-            if let Some(ack) = acks.get(&rev) {
+            if let Some((sent, ack)) = acks.get(&rev) {
                 if at < *ack {
                     before_ack += 1;
                 }
                 latencies.push(at.saturating_duration_since(*ack));
+                from_send.push(at.saturating_duration_since(*sent));
             }
         }
     }
@@ -206,6 +210,7 @@ async fn run(store: StoreKind, args: &Args) -> Result<Outcome> {
     server.stop().await?;
     Ok(Outcome {
         summary: Summary::of(&mut latencies),
+        from_send: Summary::of(&mut from_send),
         delivered,
         complete,
         before_ack,
@@ -237,6 +242,8 @@ async fn main() -> Result<()> {
             ms(o.summary.p999),
             ms(o.summary.max),
             o.before_ack.to_string(),
+            ms(o.from_send.p50),
+            ms(o.from_send.p99),
             ms(o.write.p50),
             ms(o.write.p99),
         ];
@@ -256,6 +263,8 @@ async fn main() -> Result<()> {
             "delivery p99.9 ms",
             "delivery max ms",
             "before ack",
+            "from send p50 ms",
+            "from send p99 ms",
             "write p50 ms",
             "write p99 ms",
         ],
