@@ -297,6 +297,22 @@ async fn network_secret_config_commands() {
         !inspect.stdout.contains("czNjcmV0"),
         "secret data must not be printed: {inspect:#?}"
     );
+    // `-` reads the data from stdin.
+    let mut cmd = c.command(&["config", "create", "motd", "-"]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"k3y").await.unwrap();
+    }
+    common::finish(child).await.ok();
+    let motd = c.client.get::<swarm_api::Config>("motd").await.unwrap();
+    assert_eq!(motd.spec.data, "azN5");
+    c.client
+        .delete::<swarm_api::Config>("motd", None)
+        .await
+        .unwrap();
     c.swarm(&["config", "create", "site", file]).await.ok();
     let data = c
         .swarm(&["config", "inspect", "-f", "{{.spec.data}}", "site"])
