@@ -105,6 +105,12 @@ impl Progress {
                 for (_, l) in &lines {
                     text.push_str(&format!("\x1b[2K{l}\n"));
                 }
+                // Fewer lines than last time (a scale-down): blank the rest, come back up.
+                let extra = self.shown.len().saturating_sub(lines.len());
+                if extra > 0 {
+                    text.push_str(&"\x1b[2K\n".repeat(extra));
+                    text.push_str(&format!("\x1b[{extra}A"));
+                }
                 let _ = self.out.write_all(text.as_bytes());
                 let _ = self.out.flush();
                 self.shown = lines;
@@ -224,6 +230,13 @@ mod tests {
             "\x1b[2Koverall progress: 0 out of 1 tasks\n\x1b[2K1/1:\n\
              \x1b[2A\x1b[2Koverall progress: 1 out of 1 tasks\n\
              \x1b[2K1/1: running   [==================================================>]\n"
+        );
+        buf.lock().unwrap().clear();
+        p.show(&assessment(&[]), None);
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "\x1b[2A\x1b[2Koverall progress: 0 out of 0 tasks\n\x1b[2K\n\x1b[1A"
         );
     }
 }
