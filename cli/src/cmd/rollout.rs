@@ -99,8 +99,10 @@ pub fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
             let name = service_name(&target)?;
             let client = connect.client()?;
             block_on(async {
-                lookup::find::<Service>(&client, &name).await?;
-                converge::wait_service(&client, &name, Goal::Update, None, &wait).await?;
+                let s = lookup::find::<Service>(&client, &name).await?;
+                let generation = s.metadata.generation;
+                converge::wait_service(&client, &name, Goal::Update, None, generation, &wait)
+                    .await?;
                 output::emit(&format!("service \"{name}\" successfully rolled out\n"))?;
                 Ok(ExitCode::SUCCESS)
             })?
@@ -134,10 +136,14 @@ pub fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
             block_on(async {
                 let before = lookup::find::<Service>(&client, &name).await?;
                 let baseline = before.status.update_status.clone();
-                lookup::update::<Service>(&client, &name, |s| rollback::request(s, to_revision))
-                    .await?;
+                let s = lookup::update::<Service>(&client, &name, |s| {
+                    rollback::request(s, to_revision)
+                })
+                .await?;
                 output::emit(&format!("service/{name} rolled back\n"))?;
-                converge::wait_service(&client, &name, Goal::Rollback, baseline, &wait).await
+                let generation = s.metadata.generation;
+                converge::wait_service(&client, &name, Goal::Rollback, baseline, generation, &wait)
+                    .await
             })?
         }
     }

@@ -164,7 +164,13 @@ pub async fn wait_applied(
             output::emit(&format!("{}\n", r.name))?;
         }
         let baseline = baselines.get(&r.name).cloned().flatten();
-        converge::wait_service(client, &r.name, goal, baseline, wait).await?;
+        // The generation the apply wrote, read back from the store.
+        let generation = client
+            .get::<Service>(&r.name)
+            .await
+            .map(|s| s.metadata.generation)
+            .unwrap_or(0);
+        converge::wait_service(client, &r.name, goal, baseline, generation, wait).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

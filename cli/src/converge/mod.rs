@@ -46,11 +46,14 @@ impl WaitArgs {
 
 /// Waits (unless `--detach`) until service `name` converges. A paused update, a rollback
 /// (when not asked for), tasks that keep failing or the timeout are errors that say why.
+/// Service states older than `min_generation` (the generation this command wrote) are not
+/// judged: a watch may start from a cache a moment behind the write.
 pub async fn wait_service(
     client: &Client,
     name: &str,
     goal: Goal,
     baseline: Option<UpdateStatus>,
+    min_generation: i64,
     args: &WaitArgs,
 ) -> anyhow::Result<ExitCode> {
     if !should_wait(client, args).await? {
@@ -63,6 +66,7 @@ pub async fn wait_service(
         name,
         goal,
         baseline.as_ref(),
+        min_generation,
         timeout,
         &mut progress,
     )
@@ -77,7 +81,7 @@ pub async fn until_converged(
     timeout: Option<std::time::Duration>,
 ) -> anyhow::Result<()> {
     let mut progress = Progress::new(Mode::Quiet, Box::new(std::io::sink()));
-    watch::run(client, name, Goal::Update, None, timeout, &mut progress).await
+    watch::run(client, name, Goal::Update, None, 0, timeout, &mut progress).await
 }
 
 /// Whether to wait at all: not with `--detach`, and not in a cluster without nodes, which can

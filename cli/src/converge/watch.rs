@@ -74,6 +74,7 @@ pub async fn run(
     name: &str,
     goal: Goal,
     baseline: Option<&UpdateStatus>,
+    min_generation: i64,
     timeout: Option<Duration>,
     progress: &mut Progress,
 ) -> anyhow::Result<()> {
@@ -137,7 +138,11 @@ pub async fn run(
                 Change::Task(ev) => apply(&mut state.tasks, ev),
                 Change::Node(ev) => apply(&mut state.nodes, ev),
             }
-            let Some(service) = &state.service else {
+            let Some(service) = state
+                .service
+                .as_ref()
+                .filter(|s| s.metadata.generation >= min_generation)
+            else {
                 continue;
             };
             let tasks: Vec<Task> = state.tasks.values().cloned().collect();

@@ -183,6 +183,7 @@ pub fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
             &created.metadata.name,
             Goal::Create,
             None,
+            created.metadata.generation,
             &args.wait,
         )
         .await

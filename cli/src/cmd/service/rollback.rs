@@ -85,6 +85,7 @@ pub fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             &svc.metadata.name,
             Goal::Rollback,
             baseline,
+            svc.metadata.generation,
             &args.wait,
         )
         .await

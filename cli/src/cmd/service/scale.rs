@@ -68,7 +68,7 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
             match lookup::update::<Service>(&client, name, |s| set_replicas(s, *n)).await {
                 Ok(svc) => {
                     output::emit(&format!("{name} scaled to {n}\n"))?;
-                    scaled.push((svc.metadata.name, baseline));
+                    scaled.push((svc.metadata.name, baseline, svc.metadata.generation));
                 }
                 Err(e) => {
                     eprintln!("error: {}", output::describe_error(&e));
@@ -81,8 +81,16 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         } else {
             ExitCode::SUCCESS
         };
-        for (name, baseline) in scaled {
-            if converge::wait_service(&client, &name, Goal::Update, baseline, &args.wait).await?
+        for (name, baseline, generation) in scaled {
+            if converge::wait_service(
+                &client,
+                &name,
+                Goal::Update,
+                baseline,
+                generation,
+                &args.wait,
+            )
+            .await?
                 != ExitCode::SUCCESS
             {
                 code = ExitCode::FAILURE;

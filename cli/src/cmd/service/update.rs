@@ -212,7 +212,9 @@ pub fn run(a: UpdateArgs) -> anyhow::Result<ExitCode> {
         if a.rollback && !a.wait.quiet && !a.wait.detach {
             output::emit("rollback: manually requested rollback\n")?;
         }
-        converge::wait_service(&client, &updated.metadata.name, goal, baseline, &a.wait).await
+        let generation = updated.metadata.generation;
+        let name = &updated.metadata.name;
+        converge::wait_service(&client, name, goal, baseline, generation, &a.wait).await
     })?
 }
 
