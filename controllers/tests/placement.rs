@@ -233,16 +233,19 @@ async fn a_task_that_fits_nowhere_says_why_and_is_placed_when_a_node_comes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_and_drained_nodes_get_nothing_until_active() {
     let h = start().await;
-    h.node("n1", &[], 0).await;
-    h.node("n2", &[], 0).await;
-    h.sim
-        .set_availability("n1", NodeAvailability::Pause)
-        .await
-        .unwrap();
-    h.sim
-        .set_availability("n2", NodeAvailability::Drain)
-        .await
-        .unwrap();
+    // Created paused and drained: placement's node cache and its task cache are separate
+    // watches, so a node made active first and paused a moment later could still look active
+    // when the task arrives — a race the real system has too, not what this test is about.
+    for (name, availability) in [
+        ("n1", NodeAvailability::Pause),
+        ("n2", NodeAvailability::Drain),
+    ] {
+        let spec = NodeSpec {
+            availability,
+            ..Default::default()
+        };
+        h.sim.add_node_with(name, spec).await.unwrap();
+    }
     h.pending("web", 1, |_| {}).await;
     h.wait_for("explained", "web", |ts| {
         ts.iter()

@@ -116,6 +116,17 @@ impl Server {
     /// Starts `swarm server --data-dir <tmp> --listen 127.0.0.1:0` and waits for its
     /// `admin.conf`.
     pub fn start() -> anyhow::Result<Server> {
+        Self::start_with(&[])
+    }
+
+    /// The apiserver alone (`--no-controllers`): for tests of the API's own behaviour, which
+    /// controllers writing statuses would disturb.
+    pub fn start_api_only() -> anyhow::Result<Server> {
+        Self::start_with(&["--no-controllers"])
+    }
+
+    /// `start` with extra `swarm server` arguments.
+    pub fn start_with(extra: &[&str]) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let log = dir.path().join("server.log");
@@ -126,6 +137,7 @@ impl Server {
             .arg(&data)
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(extra)
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .spawn()

@@ -47,7 +47,7 @@ const VOTING_OBJECTS: [&str; 7] = [
 ];
 
 fn start() -> Server {
-    Server::start().unwrap_or_else(|e| panic!("{e:#}"))
+    Server::start_api_only().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Writes a stack file named `voting.yml` into a fresh directory under the server's scratch dir.

@@ -13,7 +13,7 @@ fn client(server: &Server) -> Client {
 
 #[tokio::test]
 async fn crud_with_preconditions() {
-    let server = Server::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let server = Server::start_api_only().unwrap_or_else(|e| panic!("{e:#}"));
     let c = client(&server);
 
     let created = c
@@ -56,7 +56,7 @@ async fn crud_with_preconditions() {
 
 #[tokio::test]
 async fn list_all_follows_continue_tokens() {
-    let server = Server::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let server = Server::start_api_only().unwrap_or_else(|e| panic!("{e:#}"));
     let c = client(&server);
     for i in 0..7 {
         c.create(&Network::new(format!("n{i}"), NetworkSpec::default()))
@@ -80,7 +80,7 @@ async fn list_all_follows_continue_tokens() {
 
 #[tokio::test]
 async fn watch_from_a_list_version_sees_only_later_changes() {
-    let server = Server::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let server = Server::start_api_only().unwrap_or_else(|e| panic!("{e:#}"));
     let c = client(&server);
     c.create(&Network::new("before", NetworkSpec::default()))
         .await
@@ -120,7 +120,7 @@ async fn watch_from_a_list_version_sees_only_later_changes() {
 
 #[tokio::test]
 async fn transactions_commit_all_or_nothing() {
-    let server = Server::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let server = Server::start_api_only().unwrap_or_else(|e| panic!("{e:#}"));
     let c = client(&server);
     let t1 = Task::new(
         "web.1.1",

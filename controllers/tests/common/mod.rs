@@ -35,7 +35,8 @@ pub fn opts(identity: &str) -> Options {
     Options {
         identity: identity.to_string(),
         lease_duration: Duration::from_secs(2),
-        heartbeat_period: Duration::from_millis(400),
+        // Generous, so a loaded CI machine does not see a node as down when it only stalled.
+        heartbeat_period: Duration::from_secs(1),
         missed_heartbeats: 3,
         history_limit: 5,
         concurrency: 2,
