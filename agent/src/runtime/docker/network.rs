@@ -13,6 +13,9 @@ use super::spec::{LABEL_NETWORK, LABEL_NODE, NETWORK_PREFIX, docker_network};
 use super::{docker_error, is_status};
 use crate::runtime::RuntimeError;
 
+/// Serializes network creation within this process (see `ensure`).
+static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Makes `swarm-<name>` exist.
 pub async fn ensure(
     docker: &Docker,
@@ -21,6 +24,9 @@ pub async fn ensure(
     net: Option<&Network>,
 ) -> Result<(), RuntimeError> {
     let dn = docker_network(name);
+    // One creation at a time in this agent: two runners creating the same network at once
+    // make Docker refuse the second with "Pool overlaps" while the first is still in flight.
+    let _one_at_a_time = CREATING.lock().await;
     match docker.inspect_network(&dn, None).await {
         Ok(_) => return Ok(()),
         Err(e) if is_status(&e, 404) => {}
@@ -69,6 +75,13 @@ pub async fn ensure(
         }
         // Created concurrently by another runner: fine.
         Err(e) if is_status(&e, 409) => Ok(()),
+        // Another agent on the same engine creating the same network at once: Docker does not
+        // always answer the loser with 409 — with a fixed subnet it says "Pool overlaps". If
+        // the network is there now, the race was lost to a twin, not to a real conflict.
+        Err(e) if docker.inspect_network(&dn, None).await.is_ok() => {
+            tracing::debug!(network = %dn, error = %super::message(&e), "created concurrently");
+            Ok(())
+        }
         Err(e) => Err(RuntimeError::Fatal(format!(
             "cannot create network {dn}: {}",
             super::message(&e)
