@@ -1,7 +1,8 @@
 //! The ipam controller against a real apiserver, including two ipam processes racing.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_api::meta::ConditionStatus;
@@ -9,9 +10,6 @@ use swarm_api::{
     Network, NetworkAttachmentConfig, NetworkSpec, PortConfig, Service, ServiceSpec, Task,
     TaskSpec, TaskState,
 };
-use swarm_apiserver::server::{RunningServer, Server, ServerOptions};
-use swarm_apiserver::store::embedded::EmbeddedStore;
-use swarm_apiserver::watch_cache::CacheOptions;
 use swarm_client::Client;
 use swarm_controllers::Options;
 use swarm_controllers::ipam::ledger::addr_of;
@@ -20,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 struct Harness {
-    _server: RunningServer,
+    _server: swarm_apiserver::server::RunningServer,
     client: Client,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
@@ -33,20 +31,7 @@ impl Drop for Harness {
 }
 
 async fn server() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
-    let opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        bookmark_interval: Duration::from_millis(200),
-        cache: CacheOptions {
-            window: 10_000,
-            watcher_buffer: 10_000,
-            retry_delay: Duration::from_millis(50),
-        },
-        ..ServerOptions::default()
-    };
-    let server = Server::with_store(store, opts).await.unwrap().spawn();
-    let client = Client::new(&server.url()).unwrap();
+    let (server, _store, client, dir) = common::apiserver().await;
     Harness {
         _server: server,
         client,

@@ -2,13 +2,11 @@
 //! simulator standing in for ipam, placement and the agents. Every poll also checks the
 //! always-true invariants (never two wanted tasks in one slot, stop-first).
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use swarm_api::{FailureAction, Service, ServiceMode, ServiceSpec, Task, TaskState, UpdateState};
-use swarm_apiserver::server::{RunningServer, Server, ServerOptions};
-use swarm_apiserver::store::embedded::EmbeddedStore;
-use swarm_apiserver::watch_cache::CacheOptions;
 use swarm_client::Client;
 use swarm_controllers::Options;
 use swarm_controllers::invariants::{Snapshot, check};
@@ -18,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 struct Harness {
-    _server: RunningServer,
+    _server: swarm_apiserver::server::RunningServer,
     client: Client,
     sim: Sim,
     stop: CancellationToken,
@@ -32,20 +30,7 @@ impl Drop for Harness {
 }
 
 async fn start() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
-    let opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        bookmark_interval: Duration::from_millis(200),
-        cache: CacheOptions {
-            window: 10_000,
-            watcher_buffer: 10_000,
-            retry_delay: Duration::from_millis(50),
-        },
-        ..ServerOptions::default()
-    };
-    let server = Server::with_store(store, opts).await.unwrap().spawn();
-    let client = Client::new(&server.url()).unwrap();
+    let (server, _store, client, dir) = common::apiserver().await;
     let sim = Sim::start(
         client.clone(),
         SimOptions {

@@ -200,11 +200,11 @@ pub fn start_controllers(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn writes_admin_conf_with_the_bound_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = ServerArgs {
-            data_dir: dir.path().join("data"),
+    /// A server on an ephemeral loopback port over an embedded store in `dir`, with neither
+    /// controllers nor an agent; tests turn on what they need.
+    pub(super) fn local_args(dir: &std::path::Path) -> ServerArgs {
+        ServerArgs {
+            data_dir: dir.join("data"),
             listen: "127.0.0.1:0".parse().unwrap(),
             store: StoreKind::Embedded,
             etcd_endpoints: vec![],
@@ -212,7 +212,13 @@ mod tests {
             agent: LocalAgent::None,
             sim_nodes: 1,
             dispatcher_listen: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_admin_conf_with_the_bound_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = local_args(dir.path());
         let server = start(&args).await.unwrap();
         let url = server.url();
         assert!(!url.ends_with(":0"), "{url}");
@@ -240,14 +246,9 @@ mod agent_tests {
     async fn a_local_sim_agent_registers_its_nodes() {
         let dir = tempfile::tempdir().unwrap();
         let args = ServerArgs {
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            store: StoreKind::Embedded,
-            etcd_endpoints: vec![],
-            no_controllers: true,
             agent: LocalAgent::Sim,
             sim_nodes: 3,
-            dispatcher_listen: None,
+            ..tests::local_args(dir.path())
         };
         let server = start(&args).await.unwrap();
         assert!(server.dispatcher_addr().is_some());
@@ -291,14 +292,8 @@ mod controller_tests {
     async fn the_in_process_controllers_create_tasks_for_a_service() {
         let dir = tempfile::tempdir().unwrap();
         let args = ServerArgs {
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            store: StoreKind::Embedded,
-            etcd_endpoints: vec![],
             no_controllers: false,
-            agent: LocalAgent::None,
-            sim_nodes: 1,
-            dispatcher_listen: None,
+            ..tests::local_args(dir.path())
         };
         let server = start(&args).await.unwrap();
         let client =

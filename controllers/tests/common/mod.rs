@@ -30,7 +30,7 @@ pub struct Cluster {
 }
 
 /// Controllers' timing for tests: agents heartbeat every 100 ms (the simulator's default), a
-/// node is down after 3 × 400 ms of silence, leases last 2 s.
+/// node is down after 3 × 1 s of silence, leases last 2 s.
 pub fn opts(identity: &str) -> Options {
     Options {
         identity: identity.to_string(),
@@ -43,7 +43,9 @@ pub fn opts(identity: &str) -> Options {
     }
 }
 
-pub async fn start() -> Cluster {
+/// A real apiserver on an ephemeral loopback port over a fresh embedded store, with short
+/// bookmark and cache-retry intervals; the temp dir holds the store and must outlive it.
+pub async fn apiserver() -> (RunningServer, Arc<dyn KvStore>, Client, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn KvStore> =
         Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
@@ -62,6 +64,11 @@ pub async fn start() -> Cluster {
         .unwrap()
         .spawn();
     let client = Client::new(&server.url()).unwrap();
+    (server, store, client, dir)
+}
+
+pub async fn start() -> Cluster {
+    let (server, store, client, dir) = apiserver().await;
     let sim = Sim::start(
         client.clone(),
         SimOptions {
