@@ -34,6 +34,9 @@ struct Args {
     /// Agents' heartbeat period, e.g. 5s (a node is down after 3 missed).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     heartbeat_period: Duration,
+    /// Where networks without a subnet get theirs, cut in /24s (Swarm's default 10.0.0.0/8).
+    #[arg(long, value_name = "CIDR", default_value = "10.0.0.0/8")]
+    default_addr_pool: ipnet::Ipv4Net,
     /// Finished tasks kept per slot.
     #[arg(long, default_value_t = 5)]
     history_limit: usize,
@@ -85,6 +88,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         lease_duration: args.lease_duration,
         heartbeat_period: args.heartbeat_period,
         history_limit: args.history_limit,
+        default_addr_pool: args.default_addr_pool,
         ..Options::default()
     };
     if let Some(id) = args.identity.clone() {

@@ -16,6 +16,10 @@ pub struct Options {
     pub history_limit: usize,
     /// Reconciles running at once per controller.
     pub concurrency: usize,
+    /// Where ipam cuts the /24 subnets of networks that ask for none (Swarm's
+    /// `--default-addr-pool`; 10.0.0.0/8). Clusters sharing one Docker engine need disjoint
+    /// pools: their bridge networks share the host's address space.
+    pub default_addr_pool: ipnet::Ipv4Net,
 }
 
 impl Default for Options {
@@ -27,6 +31,7 @@ impl Default for Options {
             missed_heartbeats: 3,
             history_limit: 5,
             concurrency: 4,
+            default_addr_pool: crate::ipam::subnet::DEFAULT_POOL,
         }
     }
 }

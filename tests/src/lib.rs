@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod cluster;
+
 /// How long a server may take to come up, and the longest any single wait in a test lasts.
 /// Waits end as soon as what they wait for happens; this only bounds a broken run.
 pub const WAIT: Duration = Duration::from_secs(60);

@@ -20,7 +20,8 @@ define_kind!(
     Task, spec: TaskSpec, status: TaskStatus
 );
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// `TaskSpec::default()` is what an empty JSON spec reads as: desired state RUNNING.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskSpec {
     /// The owning service's name.
@@ -54,6 +55,23 @@ pub struct TaskSpec {
 
 fn running() -> TaskState {
     TaskState::Running
+}
+
+impl Default for TaskSpec {
+    /// The same spec serde reads from `{"service": ""}`: a task is created to run.
+    fn default() -> TaskSpec {
+        TaskSpec {
+            service: String::new(),
+            slot: None,
+            node_name: None,
+            attempt: 0,
+            service_generation: 0,
+            template: TaskTemplate::default(),
+            desired_state: running(),
+            networks: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
 }
 
 /// A task's place on one network.
@@ -259,6 +277,13 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", s.as_str()));
         }
         assert_eq!(TaskState::Running.title(), "Running");
+    }
+
+    #[test]
+    fn the_rust_default_is_the_json_default() {
+        let from_json: TaskSpec = serde_json::from_str(r#"{"service": ""}"#).unwrap();
+        assert_eq!(TaskSpec::default(), from_json);
+        assert_eq!(TaskSpec::default().desired_state, TaskState::Running);
     }
 
     #[test]

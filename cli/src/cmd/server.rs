@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use swarm_apiserver::dispatcher::DispatcherOptions;
 use swarm_apiserver::server::{DEFAULT_LISTEN, Server, ServerOptions, StoreConfig};
 use swarm_client::ClientConfig;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,14 @@ pub struct ServerArgs {
     /// `--agent` runs one here).
     #[arg(long)]
     pub dispatcher_listen: Option<SocketAddr>,
+    /// How often agents heartbeat; a node is down after 3 missed. Shorter finds a dead node
+    /// sooner (tests use 1s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::cmd::service::parse::duration)]
+    pub heartbeat_period: swarm_api::Duration,
+    /// Where networks without a subnet get theirs, cut in /24s (Swarm's
+    /// `--default-addr-pool`). Clusters sharing one Docker engine need disjoint pools.
+    #[arg(long, value_name = "CIDR", default_value = "10.0.0.0/8")]
+    pub default_addr_pool: ipnet::Ipv4Net,
 }
 
 /// The agent `swarm server` runs beside the control plane.
@@ -105,6 +114,11 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<Server> {
         dispatcher_listen: args.dispatcher_listen.or_else(|| {
             (args.agent != LocalAgent::None).then(|| SocketAddr::from(([127, 0, 0, 1], 0)))
         }),
+        dispatcher: DispatcherOptions {
+            heartbeat_period: args.heartbeat_period.as_std(),
+            heartbeat_jitter: args.heartbeat_period.as_std() / 10,
+            ..DispatcherOptions::default()
+        },
         ..ServerOptions::default()
     };
     std::fs::create_dir_all(&args.data_dir)
@@ -137,11 +151,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             None
         } else {
             let client = swarm_client::Client::from_config(&ClientConfig::single(server.url()))?;
-            Some(start_controllers(
-                client,
-                controller_identity(&args.data_dir),
-                stop.clone(),
-            ))
+            let opts = swarm_controllers::Options {
+                identity: controller_identity(&args.data_dir),
+                heartbeat_period: args.heartbeat_period.as_std(),
+                default_addr_pool: args.default_addr_pool,
+                ..swarm_controllers::Options::default()
+            };
+            Some(start_controllers(client, opts, stop.clone()))
         };
         let (agent_stop, agent_rx) = tokio::sync::watch::channel(false);
         let agent = start_agent(&args, &server, agent_rx);
@@ -182,14 +198,10 @@ pub fn controller_identity(data_dir: &std::path::Path) -> String {
 /// Runs every controller in this process until `stop`.
 pub fn start_controllers(
     client: swarm_client::Client,
-    identity: String,
+    opts: swarm_controllers::Options,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let opts = swarm_controllers::Options {
-            identity,
-            ..swarm_controllers::Options::default()
-        };
         if let Err(e) = swarm_controllers::run("all", client, opts, stop).await {
             tracing::error!(error = %e, "controllers failed");
         }
@@ -212,6 +224,8 @@ mod tests {
             agent: LocalAgent::None,
             sim_nodes: 1,
             dispatcher_listen: None,
+            heartbeat_period: swarm_api::Duration::from_secs(5),
+            default_addr_pool: swarm_controllers::ipam::subnet::DEFAULT_POOL,
         }
     }
 
@@ -300,7 +314,11 @@ mod controller_tests {
             swarm_client::Client::from_config(&ClientConfig::single(server.url())).unwrap();
         let running = server.spawn();
         let stop = CancellationToken::new();
-        let controllers = start_controllers(client.clone(), "test".into(), stop.clone());
+        let opts = swarm_controllers::Options {
+            identity: "test".into(),
+            ..swarm_controllers::Options::default()
+        };
+        let controllers = start_controllers(client.clone(), opts, stop.clone());
         let mut spec = ServiceSpec {
             mode: ServiceMode::Replicated { replicas: 2 },
             ..ServiceSpec::default()

@@ -77,6 +77,8 @@ pub struct Ctx {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// NEW → PENDING status writes waiting for the next `FLUSH`.
     to_pending: Mutex<HashMap<String, Task>>,
+    /// Where networks that ask for no subnet get theirs.
+    pool: ipnet::Ipv4Net,
 }
 
 impl Ctx {
@@ -204,6 +206,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Task>, Arc<Ctx>
         fresh: Mutex::new(HashMap::new()),
         locks: Mutex::new(HashMap::new()),
         to_pending: Mutex::new(HashMap::new()),
+        pool: opts.default_addr_pool,
     });
     (c, ctx)
 }
@@ -316,7 +319,7 @@ async fn allocate_subnet(net: &Network, ctx: &Ctx) -> Result<(), Error> {
     let (blocks, _) = claims(ctx);
     let generation = net.metadata.generation;
     let mut out = net.clone();
-    match subnet::choose(net, &blocks) {
+    match subnet::choose(net, &blocks, ctx.pool) {
         Ok(claim) => {
             out.status.subnet = claim.subnet.to_string();
             out.status.gateway = claim.gateway.to_string();

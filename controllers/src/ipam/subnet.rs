@@ -1,4 +1,5 @@
-//! Subnets: the default pool 10.0.0.0/8 cut in /24s, user subnets honoured, overlaps refused.
+//! Subnets: the default pool (10.0.0.0/8 unless `--default-addr-pool` says otherwise) cut in
+//! /24s, user subnets honoured, overlaps refused.
 //!
 //! A network owns its subnet through one *claim marker* per /24 block the subnet covers: a
 //! `Lease` named `ipam-subnet-10.0.5.0-24` whose holder is `Network/<name>/<uid>`, created
@@ -14,7 +15,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use swarm_api::Network;
 
-/// The default address pool.
+/// The default address pool (Swarm's `--default-addr-pool` default).
 pub const DEFAULT_POOL: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 8) {
     Ok(n) => n,
     Err(_) => panic!("constant pool"),
@@ -33,8 +34,8 @@ const MARKER_PREFIX: &str = "ipam-subnet-";
 pub enum SubnetError {
     #[error("subnet {subnet} overlaps the subnet of network {network:?}")]
     Overlap { subnet: Ipv4Net, network: String },
-    #[error("the address pool {DEFAULT_POOL} is exhausted: no free /{BLOCK_PREFIX} left")]
-    Exhausted,
+    #[error("the address pool {0} is exhausted: no free /{BLOCK_PREFIX} left")]
+    Exhausted(Ipv4Net),
     #[error("subnet {0:?} is not an IPv4 CIDR (IPv6 is not supported yet)")]
     Invalid(String),
     #[error("subnet {0} is larger than /{MAX_PREFIX}")]
@@ -48,7 +49,7 @@ impl SubnetError {
     pub fn reason(&self) -> &'static str {
         match self {
             SubnetError::Overlap { .. } => "SubnetOverlap",
-            SubnetError::Exhausted => "PoolExhausted",
+            SubnetError::Exhausted(_) => "PoolExhausted",
             SubnetError::Invalid(_) | SubnetError::TooLarge(_) | SubnetError::Gateway(_) => {
                 "InvalidSubnet"
             }
@@ -101,9 +102,14 @@ pub fn blocks_of(subnet: Ipv4Net) -> Vec<Ipv4Net> {
         .unwrap_or_default()
 }
 
-/// Chooses the subnet of `network` given the blocks already claimed (block → holder).
-/// Blocks held by `network` itself count as free, so a retry after a lost race is idempotent.
-pub fn choose(network: &Network, claimed: &HashMap<Ipv4Net, String>) -> Result<Claim, SubnetError> {
+/// Chooses the subnet of `network` given the blocks already claimed (block → holder); a
+/// network that asks for none gets the first free /24 of `pool`. Blocks held by `network`
+/// itself count as free, so a retry after a lost race is idempotent.
+pub fn choose(
+    network: &Network,
+    claimed: &HashMap<Ipv4Net, String>,
+    pool: Ipv4Net,
+) -> Result<Claim, SubnetError> {
     let me = holder(network);
     let free = |b: &Ipv4Net| claimed.get(b).is_none_or(|h| *h == me);
     let ipam = &network.spec.ipam;
@@ -129,11 +135,11 @@ pub fn choose(network: &Network, claimed: &HashMap<Ipv4Net, String>) -> Result<C
             }
             net
         }
-        None => DEFAULT_POOL
+        None => pool
             .subnets(BLOCK_PREFIX)
-            .map_err(|_| SubnetError::Exhausted)?
+            .map_err(|_| SubnetError::Exhausted(pool))?
             .find(|b| free(b))
-            .ok_or(SubnetError::Exhausted)?,
+            .ok_or(SubnetError::Exhausted(pool))?,
     };
     let gateway = match &ipam.gateway {
         Some(g) => {
@@ -174,14 +180,14 @@ mod tests {
     #[test]
     fn default_subnets_are_consecutive_24s() {
         let mut claimed = HashMap::new();
-        let a = choose(&net("a", None), &claimed).unwrap();
+        let a = choose(&net("a", None), &claimed, DEFAULT_POOL).unwrap();
         assert_eq!(a.subnet.to_string(), "10.0.0.0/24");
         assert_eq!(a.gateway.to_string(), "10.0.0.1");
         claimed.insert(a.blocks[0], holder(&net("a", None)));
-        let b = choose(&net("b", None), &claimed).unwrap();
+        let b = choose(&net("b", None), &claimed, DEFAULT_POOL).unwrap();
         assert_eq!(b.subnet.to_string(), "10.0.1.0/24");
         // Idempotent for the holder itself.
-        assert_eq!(choose(&net("a", None), &claimed).unwrap(), a);
+        assert_eq!(choose(&net("a", None), &claimed, DEFAULT_POOL).unwrap(), a);
     }
 
     #[test]
@@ -189,13 +195,13 @@ mod tests {
         let mut claimed = HashMap::new();
         let mut n = net("a", Some("10.1.0.0/16"));
         n.spec.ipam.gateway = Some("10.1.0.254".into());
-        let a = choose(&n, &claimed).unwrap();
+        let a = choose(&n, &claimed, DEFAULT_POOL).unwrap();
         assert_eq!(a.blocks.len(), 256);
         assert_eq!(a.gateway.to_string(), "10.1.0.254");
         for b in &a.blocks {
             claimed.insert(*b, holder(&n));
         }
-        let err = choose(&net("b", Some("10.1.7.0/24")), &claimed).unwrap_err();
+        let err = choose(&net("b", Some("10.1.7.0/24")), &claimed, DEFAULT_POOL).unwrap_err();
         assert_eq!(
             err,
             SubnetError::Overlap {
@@ -205,7 +211,7 @@ mod tests {
         );
         assert_eq!(err.reason(), "SubnetOverlap");
         // The default pool skips the claimed blocks.
-        let c = choose(&net("c", Some("10.0.0.0/26")), &claimed).unwrap();
+        let c = choose(&net("c", Some("10.0.0.0/26")), &claimed, DEFAULT_POOL).unwrap();
         assert_eq!(c.blocks, vec!["10.0.0.0/24".parse::<Ipv4Net>().unwrap()]);
     }
 
@@ -213,13 +219,28 @@ mod tests {
     fn bad_requests() {
         let claimed = HashMap::new();
         assert!(matches!(
-            choose(&net("a", Some("10.0.0.0/8")), &claimed),
+            choose(&net("a", Some("10.0.0.0/8")), &claimed, DEFAULT_POOL),
             Err(SubnetError::TooLarge(_))
         ));
         assert!(matches!(
-            choose(&net("a", Some("fd00::/64")), &claimed),
+            choose(&net("a", Some("fd00::/64")), &claimed, DEFAULT_POOL),
             Err(SubnetError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn another_pool_is_cut_the_same_way() {
+        let pool: Ipv4Net = "10.77.0.0/16".parse().unwrap();
+        let a = choose(&net("a", None), &HashMap::new(), pool).unwrap();
+        assert_eq!(a.subnet.to_string(), "10.77.0.0/24");
+        assert_eq!(a.gateway.to_string(), "10.77.0.1");
+        let tiny: Ipv4Net = "192.168.5.0/24".parse().unwrap();
+        let claimed = HashMap::from([(tiny, "Network/x/1".to_string())]);
+        let err = choose(&net("b", None), &claimed, tiny).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the address pool 192.168.5.0/24 is exhausted: no free /24 left"
+        );
     }
 
     #[test]
@@ -230,8 +251,8 @@ mod tests {
             .map(|b| (b, "Network/x/1".to_string()))
             .collect();
         assert_eq!(
-            choose(&net("a", None), &claimed),
-            Err(SubnetError::Exhausted)
+            choose(&net("a", None), &claimed, DEFAULT_POOL),
+            Err(SubnetError::Exhausted(DEFAULT_POOL))
         );
     }
 

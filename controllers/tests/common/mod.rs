@@ -40,6 +40,7 @@ pub fn opts(identity: &str) -> Options {
         missed_heartbeats: 3,
         history_limit: 5,
         concurrency: 2,
+        ..Options::default()
     }
 }
 

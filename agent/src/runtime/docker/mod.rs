@@ -3,7 +3,8 @@
 //! * `spec` — a task's container as Docker's create request (names, labels, every mapped field);
 //! * `events` — Docker's event stream for this node's containers, as runner wake-ups;
 //! * `network` — swarm networks as Docker bridge networks;
-//! * `files` — secrets and configs as read-only files mounted into the container.
+//! * `files` — secrets and configs as read-only files mounted into the container;
+//! * `template` — `templateDriver: golang` secrets and configs, rendered per task.
 //!
 //! Every step is idempotent, as SwarmKit's adapter: a name conflict on create means the
 //! container is already there; start only starts a container that is not running; stop and
@@ -13,6 +14,7 @@ mod events;
 mod files;
 mod network;
 pub mod spec;
+mod template;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -75,6 +77,14 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(docker_error)?;
+        // What templated secrets and configs may say about this node (`.Node.*`).
+        let info = docker.info().await.map_err(docker_error)?;
+        let facts = files::NodeFacts {
+            id: node.to_string(),
+            hostname: info.name.unwrap_or_default(),
+            os: info.os_type.unwrap_or_else(|| "linux".into()),
+            architecture: info.architecture.unwrap_or_default(),
+        };
         let (events, _) = broadcast::channel(1024);
         let pump = tokio::spawn(events::pump(
             docker.clone(),
@@ -87,7 +97,7 @@ impl DockerRuntime {
             node: node.to_string(),
             events,
             pump,
-            files: files::FileDirs::new(data_dir, node),
+            files: files::FileDirs::new(data_dir, facts),
         })
     }
 
