@@ -6,7 +6,7 @@ use base64::Engine;
 
 use crate::{
     AnyObject, Kind, ObjectMeta, StatusCause,
-    objects::{DataSpec, MAX_DATA_BYTES, Network, Service, ServiceMode},
+    objects::{DataSpec, MAX_DATA_BYTES, Network, Service, ServiceMode, TEMPLATE_DRIVER_GOLANG},
 };
 
 /// Longest object name (DNS label limit ×4, room for `<stack>_<service>.<slot>.<attempt>`).
@@ -199,6 +199,16 @@ fn validate_data(kind: Kind, spec: &DataSpec, causes: &mut Vec<StatusCause>) {
         )),
         Ok(_) => {}
     }
+    if let Some(d) = &spec.template_driver
+        && d != TEMPLATE_DRIVER_GOLANG
+    {
+        causes.push(StatusCause::invalid(
+            "spec.templateDriver",
+            format!(
+                "template driver {d:?} is not supported: use \"{TEMPLATE_DRIVER_GOLANG}\" or none"
+            ),
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -276,5 +286,25 @@ mod tests {
             },
         );
         assert_eq!(validate(&AnyObject::Secret(s))[0].field, "spec.data");
+    }
+
+    #[test]
+    fn only_the_golang_template_driver() {
+        let c = |driver: &str| {
+            AnyObject::Config(Config::new(
+                "site",
+                DataSpec {
+                    data: String::new(),
+                    template_driver: Some(driver.into()),
+                },
+            ))
+        };
+        assert!(validate(&c("golang")).is_empty());
+        let causes = validate(&c("jinja"));
+        assert_eq!(causes[0].field, "spec.templateDriver");
+        assert_eq!(
+            causes[0].message,
+            "template driver \"jinja\" is not supported: use \"golang\" or none"
+        );
     }
 }

@@ -271,8 +271,9 @@ fn a_missing_image_rejects_the_task_with_dockers_reason() {
     assert!(c.live_containers(&service).is_empty());
 }
 
-/// Configs with `template_driver: golang` are rendered per task; a template naming an unknown
-/// field rejects its task with the config and the placeholder in the error.
+/// Configs with `template_driver: golang` (from a stack file, or `swarm config create
+/// --template-driver golang`) are rendered per task; a template naming an unknown field
+/// rejects its task with the config and the placeholder in the error.
 #[test]
 fn templated_configs_are_rendered_per_task_and_a_bad_one_is_rejected() {
     let mut c = Cluster::start("tmpl", &[]);
@@ -293,9 +294,6 @@ configs:
   page:
     file: ./page.tmpl
     template_driver: golang
-  broken:
-    file: ./broken.tmpl
-    template_driver: golang
 services:
   web:
     image: swarm-examples/hello:1
@@ -308,11 +306,6 @@ services:
       replicas: 2
       labels:
         tier: front
-  broken:
-    image: swarm-examples/hello:1
-    configs:
-      - source: broken
-        target: /etc/broken.txt
 "#;
     let file = dir.join("stack.yml");
     std::fs::write(&file, yml).unwrap();
@@ -345,14 +338,35 @@ services:
         .collect();
     assert_eq!(pages, want);
 
-    let broken = format!("{stack}_broken");
+    let broken = format!("broken{}", std::process::id());
+    let tmpl = dir.join("broken.tmpl");
+    c.swarm(&[
+        "config",
+        "create",
+        "--template-driver",
+        "golang",
+        &broken,
+        tmpl.to_str().unwrap(),
+    ])
+    .ok();
+    c.swarm(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &broken,
+        "--config-add",
+        &format!("source={broken},target=/etc/broken.txt"),
+        "swarm-examples/hello:1",
+    ])
+    .ok();
     let error = wait_for("the broken template's task rejected", || {
         ps_error(&c, &broken, "Rejected")
     });
     assert_eq!(
         error,
         format!(
-            "config {stack}_broken: template: line 1: unknown field .Task.Nmae \
+            "config {broken}: template: line 1: unknown field .Task.Nmae \
              (known: .Task.ID, .Task.Name, .Task.Slot)"
         )
     );

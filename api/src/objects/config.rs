@@ -9,6 +9,9 @@ use super::define_kind;
 /// Largest secret or config payload, as in Swarm (500 KiB).
 pub const MAX_DATA_BYTES: usize = 500 * 1024;
 
+/// The one template driver (`templateDriver`): Go templates, rendered per task by the agent.
+pub const TEMPLATE_DRIVER_GOLANG: &str = "golang";
+
 define_kind!(
     /// Sensitive data mounted into tasks at `/run/secrets/<name>`.
     Secret, spec: DataSpec

@@ -36,6 +36,10 @@ pub enum DataCommand {
         /// Label, KEY=VALUE.
         #[arg(short, long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// `golang`: the data is a Go template, rendered for each task that mounts it
+        /// (`{{.Service.Name}}`, `{{.Task.Slot}}`, `{{.Node.Hostname}}`, `{{env "X"}}`…).
+        #[arg(long, value_name = "DRIVER", value_parser = [swarm_api::TEMPLATE_DRIVER_GOLANG])]
+        template_driver: Option<String>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -116,11 +120,12 @@ fn run_kind<T: Resource>(
             name,
             file,
             labels,
+            template_driver,
             connect,
         } => {
             let spec = DataSpec {
                 data: read_data(&file)?,
-                template_driver: None,
+                template_driver,
             };
             let mut obj = new(name.clone(), spec);
             obj.meta_mut().labels = parse::labels(&labels);

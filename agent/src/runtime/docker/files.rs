@@ -19,7 +19,7 @@ use super::template::{self, Context};
 use crate::runtime::{Assets, RuntimeError};
 
 /// The only template driver there is, as in Docker.
-pub const GOLANG: &str = "golang";
+pub const GOLANG: &str = swarm_api::TEMPLATE_DRIVER_GOLANG;
 
 /// What templates may say about the node (`.Node.*`).
 #[derive(Clone, Debug, Default)]
