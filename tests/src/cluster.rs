@@ -9,6 +9,8 @@
 //! one engine; everything the agents create in Docker carries `swarm.node=<node>`, and
 //! dropping the `Cluster` removes those containers and networks (also when the test panicked).
 //! The demo images are built first by `examples/apps/build.sh` if they are missing.
+//! The server's and agents' logs are printed when a test fails (always with `SWARM_E2E_LOGS`
+//! set; add `-- --nocapture`).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -409,7 +411,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("SWARM_E2E_LOGS").is_some() {
             eprintln!("{}", self.logs());
         }
         // Agents first, so none recreates what is being removed.

@@ -272,10 +272,11 @@ fn a_missing_image_rejects_the_task_with_dockers_reason() {
 }
 
 /// Configs with `template_driver: golang` (from a stack file, or `swarm config create
-/// --template-driver golang`) are rendered per task; a template naming an unknown field
-/// rejects its task with the config and the placeholder in the error.
+/// --template-driver golang`) are rendered per task, as are the service's hostname and
+/// environment; a template naming an unknown field rejects its task with the config and the
+/// placeholder in the error.
 #[test]
-fn templated_configs_are_rendered_per_task_and_a_bad_one_is_rejected() {
+fn templates_are_rendered_per_task_and_a_bad_one_is_rejected() {
     let mut c = Cluster::start("tmpl", &[]);
     let nodes = c.add_agents(1);
     let stack = format!("tmpl{}", std::process::id());
@@ -297,8 +298,10 @@ configs:
 services:
   web:
     image: swarm-examples/hello:1
+    hostname: "{{.Node.ID}}-{{.Task.Slot}}"
     environment:
       GREETING: hi
+      WHO: "{{.Service.Name}}.{{.Task.Slot}}"
     configs:
       - source: page
         target: /etc/page.txt
@@ -331,6 +334,24 @@ services:
         ]);
         assert!(ok, "docker cp: {err}");
         pages.insert(std::fs::read_to_string(&out).unwrap());
+        let (ok, seen, err) = docker(&[
+            "inspect",
+            "--format",
+            "{{.Config.Hostname}} {{range .Config.Env}}{{.}} {{end}}",
+            &x.id,
+        ]);
+        assert!(ok, "docker inspect: {err}");
+        let slot = x.task.split('.').nth(1).unwrap();
+        assert!(
+            seen.starts_with(&format!("{}-{slot} ", nodes[0])),
+            "hostname of {}: {seen}",
+            x.task
+        );
+        assert!(
+            seen.contains(&format!(" WHO={web}.{slot} ")),
+            "env of {}: {seen}",
+            x.task
+        );
     }
     let want: BTreeSet<String> = [1, 2]
         .iter()

@@ -14,22 +14,11 @@ use base64::Engine;
 use bollard::models::{Mount, MountType};
 use swarm_api::{DataSpec, FileReference, Task};
 
-use super::spec::{container_name, task_id};
-use super::template::{self, Context};
+use super::template::{self, Context, NodeFacts};
 use crate::runtime::{Assets, RuntimeError};
 
 /// The only template driver there is, as in Docker.
 pub const GOLANG: &str = swarm_api::TEMPLATE_DRIVER_GOLANG;
-
-/// What templates may say about the node (`.Node.*`).
-#[derive(Clone, Debug, Default)]
-pub struct NodeFacts {
-    /// The node's name, which is its id in swarm (`.Node.ID`).
-    pub id: String,
-    pub hostname: String,
-    pub os: String,
-    pub architecture: String,
-}
 
 /// Where a node keeps task files: secrets (tmpfs if possible) and configs.
 #[derive(Clone, Debug)]
@@ -128,7 +117,7 @@ impl FileDirs {
 
     /// What the task's templates see.
     fn context(&self, task: &Task, assets: &Assets, files: &[File<'_>]) -> Context {
-        let service = assets.services.get(&task.spec.service);
+        let mut cx = Context::for_task(task, assets.services.get(&task.spec.service), &self.node);
         let by_target = |kind: &str| -> BTreeMap<String, String> {
             files
                 .iter()
@@ -141,28 +130,9 @@ impl FileDirs {
                 })
                 .collect()
         };
-        Context {
-            service_id: service.map(|s| s.metadata.uid.clone()).unwrap_or_default(),
-            service_name: task.spec.service.clone(),
-            service_labels: service
-                .map(|s| s.metadata.labels.clone())
-                .unwrap_or_default(),
-            node_id: self.node.id.clone(),
-            node_hostname: self.node.hostname.clone(),
-            node_os: self.node.os.clone(),
-            node_architecture: self.node.architecture.clone(),
-            task_id: task_id(task),
-            task_name: container_name(task, &self.node.id),
-            // Swarm falls back to the node for tasks without a slot (global services).
-            task_slot: task
-                .spec
-                .slot
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| self.node.id.clone()),
-            env: task.spec.template.container.env.clone(),
-            secrets: by_target("secret"),
-            configs: by_target("config"),
-        }
+        cx.secrets = by_target("secret");
+        cx.configs = by_target("config");
+        cx
     }
 }
 

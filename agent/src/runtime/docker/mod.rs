@@ -79,7 +79,7 @@ impl DockerRuntime {
             .map_err(docker_error)?;
         // What templated secrets and configs may say about this node (`.Node.*`).
         let info = docker.info().await.map_err(docker_error)?;
-        let facts = files::NodeFacts {
+        let facts = template::NodeFacts {
             id: node.to_string(),
             hostname: info.name.unwrap_or_default(),
             os: info.os_type.unwrap_or_else(|| "linux".into()),
@@ -252,6 +252,16 @@ impl Runtime for DockerRuntime {
             Err(e) if is_status(&e, 404) => {}
             Err(e) => return Err(docker_error(e)),
         }
+        // Swarm's templates in the container spec (`{{.Task.Slot}}` in the hostname, …).
+        let mut task = task.clone();
+        let cx = template::Context::for_task(
+            &task,
+            assets.services.get(&task.spec.service),
+            &self.files.node,
+        );
+        template::expand_container(&mut task.spec.template.container, &cx)
+            .map_err(RuntimeError::Fatal)?;
+        let task = &task;
         let nets = spec::attachments(task);
         for (net, _, _) in &nets {
             network::ensure(&self.docker, &self.node, net, assets.networks.get(net)).await?;

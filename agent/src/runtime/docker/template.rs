@@ -1,5 +1,7 @@
-//! Templated secrets and configs (`templateDriver: golang`): the part of Go's `text/template`
-//! that Docker's payload templates use, rendered per task when the file is written.
+//! Swarm's per-task templates: the part of Go's `text/template` that Docker uses in secrets and
+//! configs with `templateDriver: golang` (rendered when the file is written) and in a
+//! service's hostname, environment values and mount sources and targets (`expand_container`,
+//! before the container is created), e.g. `hostname: "{{.Node.Hostname}}-{{.Task.Slot}}"`.
 //!
 //! What a template can say, as in SwarmKit's `template` package:
 //! * fields: `.Service.ID`, `.Service.Name`, `.Service.Labels` (and `.Service.Labels.KEY`),
@@ -17,6 +19,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use swarm_api::{ContainerSpec, Service, Task};
+
+use super::spec::{container_name, task_id};
+
+/// What templates may say about the node (`.Node.*`).
+#[derive(Clone, Debug, Default)]
+pub struct NodeFacts {
+    /// The node's name, which is its id in swarm (`.Node.ID`).
+    pub id: String,
+    pub hostname: String,
+    pub os: String,
+    pub architecture: String,
+}
 
 /// A value a field path leads to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +71,33 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of `task` (of `service`, if known) on `node`, without files: what a
+    /// container spec's templates see.
+    pub fn for_task(task: &Task, service: Option<&Service>, node: &NodeFacts) -> Context {
+        Context {
+            service_id: service.map(|s| s.metadata.uid.clone()).unwrap_or_default(),
+            service_name: task.spec.service.clone(),
+            service_labels: service
+                .map(|s| s.metadata.labels.clone())
+                .unwrap_or_default(),
+            node_id: node.id.clone(),
+            node_hostname: node.hostname.clone(),
+            node_os: node.os.clone(),
+            node_architecture: node.architecture.clone(),
+            task_id: task_id(task),
+            task_name: container_name(task, &node.id),
+            // Swarm falls back to the node for tasks without a slot (global services).
+            task_slot: task
+                .spec
+                .slot
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| node.id.clone()),
+            env: task.spec.template.container.env.clone(),
+            secrets: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        }
+    }
+
     /// The root `.` as a tree of fields.
     fn root(&self) -> Value {
         Value::Fields(vec![
@@ -145,6 +188,29 @@ pub fn render(src: &str, cx: &Context) -> Result<Rendered, TemplateError> {
         text: out,
         uses_secret: ev.uses_secret,
     })
+}
+
+/// Expands the fields of a container spec Swarm expands — hostname, environment values, mount
+/// sources and targets. Text without `{{` is left alone. The error names the field:
+/// `hostname: template: line 1: unknown field .Node.Name (…)`.
+pub fn expand_container(c: &mut ContainerSpec, cx: &Context) -> Result<(), String> {
+    let one = |field: &str, s: &mut String| -> Result<(), String> {
+        if s.contains("{{") {
+            *s = render(s, cx)
+                .map_err(|e| format!("{field}: template: {e}"))?
+                .text;
+        }
+        Ok(())
+    };
+    one("hostname", &mut c.hostname)?;
+    for (k, v) in c.env.iter_mut() {
+        one(&format!("env {k}"), v)?;
+    }
+    for m in c.mounts.iter_mut() {
+        one("mount source", &mut m.source)?;
+        one("mount target", &mut m.target)?;
+    }
+    Ok(())
 }
 
 /// Text and the actions between `{{` and `}}`.
@@ -659,6 +725,41 @@ mod tests {
         assert_eq!(ok(r#"{{join "+" (env "GREETING") `raw\n`}}"#), r"hi+raw\n");
         assert_eq!(ok(r#"{{config "base.conf"}}"#), "x=1");
         assert_eq!(ok("no actions\n"), "no actions\n");
+    }
+
+    #[test]
+    fn a_container_spec_is_expanded_where_swarm_expands_it() {
+        let mut c = ContainerSpec {
+            hostname: "{{.Node.Hostname}}-{{.Task.Slot}}".into(),
+            ..Default::default()
+        };
+        c.env
+            .insert("WHO".into(), "{{.Service.Name}}.{{.Task.Slot}}".into());
+        c.env.insert("PLAIN".into(), "as is".into());
+        c.labels.insert("l".into(), "{{.Task.Slot}}".into());
+        c.mounts.push(swarm_api::Mount {
+            source: "data-{{.Task.Slot}}".into(),
+            target: "/data/{{.Service.Name}}".into(),
+            ..Default::default()
+        });
+        expand_container(&mut c, &cx()).unwrap();
+        assert_eq!(c.hostname, "host-a-2");
+        assert_eq!(c.env["WHO"], "web.2");
+        assert_eq!(c.env["PLAIN"], "as is");
+        assert_eq!(c.mounts[0].source, "data-2");
+        assert_eq!(c.mounts[0].target, "/data/web");
+        // Labels are not templates in Swarm.
+        assert_eq!(c.labels["l"], "{{.Task.Slot}}");
+
+        let mut bad = ContainerSpec {
+            hostname: "{{.Node.Name}}".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            expand_container(&mut bad, &cx()).unwrap_err(),
+            "hostname: template: line 1: unknown field .Node.Name \
+             (known: .Node.ID, .Node.Hostname, .Node.Platform)"
+        );
     }
 
     #[test]
