@@ -6,7 +6,10 @@ use base64::Engine;
 
 use crate::{
     AnyObject, Kind, ObjectMeta, StatusCause,
-    objects::{DataSpec, MAX_DATA_BYTES, Network, Service, ServiceMode, TEMPLATE_DRIVER_GOLANG},
+    objects::{
+        DataSpec, EndpointMode, MAX_DATA_BYTES, Network, PublishMode, Service, ServiceMode,
+        TEMPLATE_DRIVER_GOLANG,
+    },
 };
 
 /// Longest object name (DNS label limit ×4, room for `<stack>_<service>.<slot>.<attempt>`).
@@ -127,6 +130,20 @@ fn validate_service(s: &Service, causes: &mut Vec<StatusCause>) {
                 ));
             }
         }
+    }
+    if spec.endpoint.mode == EndpointMode::Dnsrr
+        && let Some(i) = spec
+            .endpoint
+            .ports
+            .iter()
+            .position(|p| p.publish_mode == PublishMode::Ingress)
+    {
+        // Swarm refuses this too: the routing mesh balances over a VIP, and DNSRR has none.
+        causes.push(StatusCause::invalid(
+            format!("spec.endpoint.ports[{i}].publishMode"),
+            "a dnsrr service cannot publish ports through the routing mesh (ingress mode); \
+             publish them in host mode or use endpoint mode vip",
+        ));
     }
     for (i, constraint) in spec.task_template.placement.constraints.iter().enumerate() {
         if !(constraint.contains("==") || constraint.contains("!=")) {
@@ -264,6 +281,31 @@ mod tests {
                 "spec.taskTemplate.placement.constraints[0]",
             ]
         );
+    }
+
+    #[test]
+    fn dnsrr_cannot_publish_through_the_mesh() {
+        let mut svc = Service::new("web", ServiceSpec::default());
+        svc.spec.task_template.container.image = "nginx".into();
+        svc.spec.endpoint.mode = EndpointMode::Dnsrr;
+        svc.spec.endpoint.ports = vec![
+            PortConfig {
+                target_port: 80,
+                publish_mode: PublishMode::Host,
+                ..Default::default()
+            },
+            PortConfig {
+                target_port: 81,
+                ..Default::default()
+            },
+        ];
+        let causes = validate(&AnyObject::Service(Box::new(svc.clone())));
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.endpoint.ports[1].publishMode");
+        assert!(causes[0].message.contains("dnsrr"), "{}", causes[0].message);
+        // Host-mode ports only: fine.
+        svc.spec.endpoint.ports.pop();
+        assert!(validate(&AnyObject::Service(Box::new(svc))).is_empty());
     }
 
     #[test]

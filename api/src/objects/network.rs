@@ -27,6 +27,15 @@ pub struct NetworkSpec {
     pub internal: bool,
     #[serde(default)]
     pub ipam: NetworkIpam,
+    /// The routing-mesh network (`docker network create --ingress`): services that publish
+    /// ports in ingress mode get a VIP on it. One per cluster; ipam creates `ingress` when
+    /// none exists.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ingress: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -686,6 +686,11 @@ pub struct UpdateStatus {
     pub completed_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// How many slots (nodes, for a global service) needed replacing when this update or
+    /// rollback started: the denominator of `maxFailureRatio` (SwarmKit's `dirtySlots`).
+    /// 0 when unknown (written by an older controller).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub dirty_slots: u64,
 }
 
 /// Swarm's update states, with Swarm's spelling.

@@ -389,6 +389,7 @@ pub fn convert(root: &Node, cx: &Context<'_>) -> Output {
             attachable: cfg.attachable.unwrap_or(false),
             internal: cfg.internal.unwrap_or(false),
             ipam,
+            ingress: false,
         };
         let obj_name = cfg.name.clone().unwrap_or_else(|| scoped(cx.stack, net));
         let mut n = Network::new(obj_name, spec);
@@ -672,18 +673,7 @@ impl ServiceConv<'_, '_> {
             },
             ports: self.ports(svc),
         };
-        if spec.endpoint.mode == EndpointMode::Dnsrr
-            && spec
-                .endpoint
-                .ports
-                .iter()
-                .any(|p| p.publish_mode == PublishMode::Ingress)
-        {
-            self.error(
-                &["deploy", "endpoint_mode"],
-                "endpoint_mode dnsrr cannot publish ports through the routing mesh; use `mode: host` on the ports",
-            );
-        }
+        // dnsrr with ingress-mode ports is refused by object validation (`validation.rs`).
         if let Some(p) = &deploy.placement {
             spec.task_template.placement = Placement {
                 constraints: p.constraints.clone().unwrap_or_default(),
