@@ -11,6 +11,7 @@ use swarm_client::Client;
 use swarm_controllers::Options;
 use swarm_controllers::invariants::{Snapshot, check};
 use swarm_controllers::testing::{Behaviour, Sim, SimOptions};
+use swarm_controllers::update::UPDATE_ANNOTATION;
 use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -110,6 +111,42 @@ impl Harness {
                         t.status.state
                     ))
                     .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Like `until`, failing (as their node would report a crash) the tasks the update created
+    /// with `image` in `slots`, each as soon as it runs: within any monitor window.
+    async fn fail_and_wait(
+        &self,
+        image: &str,
+        slots: &[u64],
+        what: &str,
+        pred: impl Fn(&Snapshot, &Service) -> bool,
+    ) -> (Snapshot, Service) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let snap = Snapshot::read(&self.client).await.unwrap();
+            let broken = check(&snap);
+            assert!(broken.is_empty(), "invariants broken: {broken:#?}");
+            for t in &snap.tasks {
+                if t.spec.template.container.image == image
+                    && t.metadata.annotations.contains_key(UPDATE_ANNOTATION)
+                    && t.spec.slot.is_some_and(|s| slots.contains(&s))
+                    && t.status.state == TaskState::Running
+                {
+                    self.sim.fail_task(&t.metadata.name).await.unwrap();
+                }
+            }
+            let svc = self.client.get::<Service>("web").await.unwrap();
+            if pred(&snap, &svc) {
+                return (snap, svc);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gave up waiting for {what}: {:?}",
+                svc.status.update_status
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -244,4 +281,196 @@ async fn failure_action_rollback_goes_back_by_itself() {
     );
     assert_eq!(svc.spec.task_template.container.image, "hello:1");
     assert_eq!(svc.status.revisions.len(), 3, "v1, bad, v1 again");
+}
+
+/// Tasks of the update to `image` that failed.
+fn failed_of(s: &Snapshot, image: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .tasks
+        .iter()
+        .filter(|t| {
+            t.spec.template.container.image == image
+                && t.metadata.annotations.contains_key(UPDATE_ANNOTATION)
+                && t.status.state == TaskState::Failed
+        })
+        .map(|t| t.metadata.name.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_monitor_window_does_not_pause_the_update() {
+    let h = start().await;
+    let mut svc = web("hello:1");
+    svc.spec.mode = ServiceMode::Replicated { replicas: 2 };
+    // Monitor 1 s; the 3 s delay keeps the update going well past it.
+    svc.spec.update_config.monitor = swarm_api::Duration::from_secs(1);
+    svc.spec.update_config.delay = swarm_api::Duration::from_secs(3);
+    h.client.create(&svc).await.unwrap();
+    h.until("v1 running", |s, _| {
+        running(s).len() == 2
+            && running(s)
+                .iter()
+                .all(|t| t.spec.template.container.image == "hello:1")
+    })
+    .await;
+    h.edit(|s| s.spec.task_template.container.image = "hello:2".into())
+        .await;
+    let (snap, _) = h
+        .until("slot 1 runs v2", |s, _| {
+            s.tasks
+                .iter()
+                .any(|t| t.metadata.name == "web.1.2" && t.status.state == TaskState::Running)
+        })
+        .await;
+    let up = snap
+        .tasks
+        .iter()
+        .find(|t| t.metadata.name == "web.1.2")
+        .and_then(|t| t.status.timestamp)
+        .unwrap()
+        .0;
+    // Two seconds after it reached RUNNING: outside the 1 s monitor window.
+    let past = up + Duration::from_secs(2);
+    if let Ok(wait) = past.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    h.sim.fail_task("web.1.2").await.unwrap();
+    let svc = h.client.get::<Service>("web").await.unwrap();
+    assert_eq!(
+        state(&svc),
+        Some(UpdateState::Updating),
+        "the failure happened during the update"
+    );
+    let (snap, svc) = h
+        .until("update completed on v2", |s, svc| {
+            matches!(
+                state(svc),
+                Some(UpdateState::Completed | UpdateState::Paused)
+            ) && running(s).len() == 2
+                && running(s)
+                    .iter()
+                    .all(|t| t.spec.template.container.image == "hello:2")
+        })
+        .await;
+    assert_eq!(
+        state(&svc),
+        Some(UpdateState::Completed),
+        "{:?}",
+        svc.status.update_status
+    );
+    assert_eq!(failed_of(&snap, "hello:2"), ["web.1.2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failure_ratio_is_over_the_slots_the_update_started_with() {
+    let h = start().await;
+    let mut svc = web("hello:1");
+    svc.spec.mode = ServiceMode::Replicated { replicas: 4 };
+    svc.spec.update_config.max_failure_ratio = 0.5;
+    // Every failure below lands well within the monitor window.
+    svc.spec.update_config.monitor = swarm_api::Duration::from_secs(10);
+    h.client.create(&svc).await.unwrap();
+    let on = |s: &Snapshot, image: &str| {
+        let r = running(s);
+        r.len() == 4 && r.iter().all(|t| t.spec.template.container.image == image)
+    };
+    h.until("v1 running", |s, _| on(s, "hello:1")).await;
+
+    // Two of the four slots fail: 2/4 is not more than 0.5, so the update goes on to the
+    // end. (Over the slots left to do when the second failure comes, it would pause.)
+    h.edit(|s| s.spec.task_template.container.image = "hello:2".into())
+        .await;
+    let (snap, svc) = h
+        .fail_and_wait(
+            "hello:2",
+            &[1, 2],
+            "the update past two failures",
+            |s, svc| {
+                matches!(
+                    state(svc),
+                    Some(UpdateState::Completed | UpdateState::Paused)
+                ) && on(s, "hello:2")
+            },
+        )
+        .await;
+    let u = svc.status.update_status.unwrap();
+    assert_eq!(u.state, UpdateState::Completed, "{}", u.message);
+    assert_eq!(u.dirty_slots, 4);
+    assert_eq!(failed_of(&snap, "hello:2"), ["web.1.2", "web.2.2"]);
+
+    // A new update; three of its four slots fail: 3/4 > 0.5 pauses it, at the third.
+    h.edit(|s| s.spec.task_template.container.image = "hello:3".into())
+        .await;
+    let (snap, svc) = h
+        .fail_and_wait("hello:3", &[1, 2, 3], "paused", |_, svc| {
+            state(svc) == Some(UpdateState::Paused)
+        })
+        .await;
+    let failed = failed_of(&snap, "hello:3");
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    let u = svc.status.update_status.unwrap();
+    assert_eq!(u.dirty_slots, 4);
+    assert_eq!(
+        u.message,
+        format!(
+            "update paused due to failure or early termination of task {}",
+            failed[2]
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_counts_failures_over_its_own_dirty_slots() {
+    let h = start().await;
+    let mut svc = web("hello:1");
+    svc.spec.mode = ServiceMode::Replicated { replicas: 4 };
+    svc.spec.update_config.monitor = swarm_api::Duration::from_secs(10);
+    // Slot 2 waits 5 s after slot 1: the failure in slot 1 pauses the update before that.
+    svc.spec.update_config.delay = swarm_api::Duration::from_secs(5);
+    h.client.create(&svc).await.unwrap();
+    let on = |s: &Snapshot, image: &str| {
+        running(s)
+            .iter()
+            .filter(|t| t.spec.template.container.image == image)
+            .count()
+    };
+    h.until("v1 running", |s, _| on(s, "hello:1") == 4).await;
+    // The update to v2 pauses at its first failure (ratio 0), in slot 1; slot 1 restarts on
+    // v2, slots 2-4 stay on v1.
+    h.edit(|s| s.spec.task_template.container.image = "hello:2".into())
+        .await;
+    h.fail_and_wait("hello:2", &[1], "paused", |_, svc| {
+        state(svc) == Some(UpdateState::Paused)
+    })
+    .await;
+    h.until("slot 1 back up on v2", |s, _| {
+        on(s, "hello:2") == 1 && on(s, "hello:1") == 3
+    })
+    .await;
+
+    // Roll back, tolerating half the slots failing. Only slot 1 needs rolling back, so one
+    // failure is 1/1 > 0.5: paused. (Over all four slots it would be 1/4, and go on.)
+    h.edit(|s| {
+        s.spec.rollback_config.max_failure_ratio = 0.5;
+        s.spec.rollback_config.monitor = swarm_api::Duration::from_secs(10);
+        s.metadata
+            .annotations
+            .insert("swarm.rollback".into(), "previous".into());
+    })
+    .await;
+    let (_, svc) = h
+        .fail_and_wait("hello:1", &[1], "rollback paused", |_, svc| {
+            state(svc) == Some(UpdateState::RollbackPaused)
+        })
+        .await;
+    let u = svc.status.update_status.unwrap();
+    assert_eq!(u.dirty_slots, 1);
+    assert!(
+        u.message
+            .starts_with("rollback paused due to failure or early termination of task web.1."),
+        "{}",
+        u.message
+    );
 }

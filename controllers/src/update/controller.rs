@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use swarm_api::{Node, NodeState, Service, Task, TaskState};
 use swarm_client::runtime::watcher::Config;
-use swarm_client::runtime::{Action, Controller, ControllerConfig, Store};
+use swarm_client::runtime::{Action, Change, Controller, ControllerConfig, Store};
 use swarm_client::{Client, ClientError, Operation};
 use tokio_util::sync::CancellationToken;
 
-use super::ROLLBACK_ANNOTATION;
 use super::plan::{self, Step};
+use super::{ROLLBACK_ANNOTATION, UPDATE_ANNOTATION};
 use crate::Options;
 use crate::placement::batch::revision;
 use crate::replication::plan::tasks_of;
@@ -49,6 +49,10 @@ pub struct Ctx {
     /// cache has them: planning on a cache that does not show our own successors yet would
     /// start more slots than `parallelism` allows (Kubernetes' "expectations").
     expected: Mutex<HashMap<String, HashMap<String, u64>>>,
+    /// When each task an update created was seen reaching RUNNING (its status timestamp
+    /// then), filled from every task event: once the task has ended, its status no longer
+    /// says, and whether it failed within `monitor` depends on it. Forgotten on delete.
+    running: Arc<Mutex<HashMap<String, SystemTime>>>,
 }
 
 impl Ctx {
@@ -70,6 +74,14 @@ impl Ctx {
         done
     }
 
+    fn seen_running(&self, task: &str) -> Option<SystemTime> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task)
+            .copied()
+    }
+
     fn expect(&self, service: &str, task: &str, rv: u64) {
         self.expected
             .lock()
@@ -88,7 +100,24 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
     let mut c =
         Controller::<Service>::with_config("update", client.clone(), Config::default(), config);
     let services = c.store();
-    let tasks = c.watches(Config::default(), |t: &Task| vec![t.spec.service.clone()]);
+    let running: Arc<Mutex<HashMap<String, SystemTime>>> = Arc::default();
+    let seen = running.clone();
+    let tasks = c.watches_changes(Config::default(), move |t: &Task, change| {
+        if t.metadata.annotations.contains_key(UPDATE_ANNOTATION) {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            match change {
+                Change::Deleted => {
+                    seen.remove(&t.metadata.name);
+                }
+                Change::Applied if t.status.state == TaskState::Running => {
+                    let at = t.status.timestamp.map_or_else(SystemTime::now, |ts| ts.0);
+                    seen.entry(t.metadata.name.clone()).or_insert(at);
+                }
+                Change::Applied => {}
+            }
+        }
+        vec![t.spec.service.clone()]
+    });
     let nodes = c.caches(Config::default());
     let ctx = Arc::new(Ctx {
         client,
@@ -96,6 +125,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         tasks,
         nodes,
         expected: Mutex::new(HashMap::new()),
+        running,
     });
     (c, ctx)
 }
@@ -133,7 +163,7 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .get(n)
             .is_some_and(|node| node.status.state != NodeState::Down)
     };
-    let plan = plan::plan(&svc, &tasks, now, node_ok);
+    let plan = plan::plan(&svc, &tasks, now, node_ok, |t| ctx.seen_running(t));
 
     if let Some(template) = plan.rollback_to {
         let mut next = (*svc).clone();
@@ -243,12 +273,15 @@ async fn manual_rollback(
     let target = plan::rollback_target(svc, generation).map(|r| r.template.clone());
     match target {
         Some(t) => {
+            let all = ctx.tasks.state();
+            let dirty_slots = plan::dirty_count(svc, &tasks_of(svc, &all), &t);
             next.spec.task_template = t;
             let status = swarm_api::UpdateStatus {
                 state: swarm_api::UpdateState::RollbackStarted,
                 started_at: Some(swarm_api::Timestamp(now)),
                 completed_at: None,
                 message: "manually requested rollback".to_string(),
+                dirty_slots,
             };
             rewrite(ctx, next, Some(status), now).await
         }
