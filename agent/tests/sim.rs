@@ -3,7 +3,7 @@
 //! failure rate), and hand tasks back when they are deleted.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use swarm_agent::runtime::sim::SimOptions;
 use swarm_agent::{AgentOptions, RuntimeKind};
@@ -180,14 +180,12 @@ async fn an_injected_failure_rate_rejects_tasks() {
     stop.send_replace(true);
 }
 
-/// `cargo test -p swarm-agent --test sim -- --ignored --nocapture`: 1,000 simulated nodes in
-/// one process, one task each; prints how long registration and convergence took.
+/// More nodes than share one HTTP/2 connection (`NODES_PER_CONNECTION`, 50) all register and
+/// run a task each. (How long 1,000 nodes take is `bench/src/bin/e2e.rs`'s business.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "scale figure; run by hand"]
-async fn a_thousand_simulated_nodes() {
+async fn nodes_spread_over_several_connections_all_register_and_run() {
     let f = start().await;
-    let n = 1000;
-    let t0 = Instant::now();
+    let n = 120;
     let stop = agent(&f, "k", n, fast());
     wait_for("all nodes ready", async || {
         let nodes: Vec<swarm_api::Node> = list(&f, Kind::Node).await;
@@ -198,12 +196,9 @@ async fn a_thousand_simulated_nodes() {
             == n
     })
     .await;
-    let registered = t0.elapsed();
-    let t1 = Instant::now();
     for i in 0..n {
         assign(&f, &format!("sim.{i}.1"), &format!("k-{i:04}")).await;
     }
-    let created = t1.elapsed();
     wait_for("all tasks running", async || {
         let tasks: Vec<Task> = list(&f, Kind::Task).await;
         tasks
@@ -213,9 +208,5 @@ async fn a_thousand_simulated_nodes() {
             == n
     })
     .await;
-    let converged = t1.elapsed();
-    println!(
-        "{n} sim nodes: registered in {registered:?}; {n} tasks created+assigned in {created:?}, all RUNNING after {converged:?}"
-    );
     stop.send_replace(true);
 }

@@ -1,16 +1,15 @@
 //! Shared pieces of the benchmarks: an API server started in-process over either store (with
-//! a real etcd started for the run), latency summaries and table printing.
+//! a real etcd started for the run by `swarm_apiserver::store::etcd_testing`), latency
+//! summaries and table printing.
 //!
 //! The binaries under `src/bin/` are run by hand (see `bench/README.md`); they are built by
 //! `cargo build --workspace --all-targets` but are not part of any test suite.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use swarm_apiserver::server::{RunningServer, Server, ServerOptions, StoreConfig};
+use swarm_apiserver::store::etcd_testing::EtcdServer;
 
 /// Which store an API server runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,96 +37,30 @@ impl StoreKind {
     }
 }
 
-/// A single-member etcd on free loopback ports with its data in a temporary directory; killed
-/// when dropped. Like `swarm_apiserver::store::etcd_testing`, for the benches.
-pub struct Etcd {
-    child: Child,
-    client_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("bind a loopback port")?;
-    Ok(l.local_addr()?.port())
-}
-
-impl Etcd {
-    /// Starts `etcd` (from PATH, or `$ETCD`) and waits until it answers `/health`.
-    pub async fn start() -> Result<Etcd> {
-        let binary = std::env::var_os("ETCD")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("etcd"));
-        let dir = tempfile::tempdir()?;
-        let client_port = free_port()?;
-        let peer = format!("http://127.0.0.1:{}", free_port()?);
-        let client = format!("http://127.0.0.1:{client_port}");
-        let log = std::fs::File::create(dir.path().join("etcd.log"))?;
-        let child = Command::new(&binary)
-            .arg("--name=bench")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=bench={peer}"))
-            .arg("--initial-cluster-state=new")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {} (apt-get install etcd-server)", binary.display()))?;
-        let etcd = Etcd {
-            child,
-            client_port,
-            _dir: dir,
-        };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = http
-                .get(format!("{}/health", etcd.endpoint()))
-                .send()
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false);
-            if ok {
-                return Ok(etcd);
-            }
-            if Instant::now() > deadline {
-                bail!("etcd not healthy after 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An API server running in-process (on the caller's Tokio runtime), over `store`.
 pub struct ApiServer {
     pub url: String,
+    /// The gRPC dispatcher's address, when started with one.
+    pub dispatcher: Option<std::net::SocketAddr>,
     server: Option<RunningServer>,
-    _etcd: Option<Etcd>,
+    _etcd: Option<EtcdServer>,
     _dir: tempfile::TempDir,
 }
 
 impl ApiServer {
     /// Starts etcd first if `store` is `Etcd`. Call from within a Tokio runtime.
     pub async fn start(store: StoreKind) -> Result<ApiServer> {
+        ApiServer::start_with(store, false).await
+    }
+
+    /// Like `start`; with `dispatcher`, also the gRPC dispatcher for agents on a free
+    /// loopback port.
+    pub async fn start_with(store: StoreKind, dispatcher: bool) -> Result<ApiServer> {
         let dir = tempfile::tempdir()?;
         let (etcd, config) = match store {
             StoreKind::Embedded => (None, StoreConfig::Embedded),
             StoreKind::Etcd => {
-                let etcd = Etcd::start().await?;
+                let etcd = EtcdServer::try_start().await.map_err(anyhow::Error::msg)?;
                 let endpoints = vec![etcd.endpoint()];
                 (Some(etcd), StoreConfig::Etcd { endpoints })
             }
@@ -136,12 +69,14 @@ impl ApiServer {
             data_dir: dir.path().join("data"),
             listen: "127.0.0.1:0".parse()?,
             store: config,
+            dispatcher_listen: dispatcher.then(|| ([127, 0, 0, 1], 0).into()),
             ..ServerOptions::default()
         };
         let server = Server::bind(opts).await?.spawn();
         let url = server.url();
         Ok(ApiServer {
             url,
+            dispatcher: server.dispatcher_addr,
             server: Some(server),
             _etcd: etcd,
             _dir: dir,

@@ -55,7 +55,8 @@ impl Default for DispatcherOptions {
             heartbeat_flush: Duration::from_millis(500),
             max_changes_per_message: 200,
             max_message_bytes: 1024 * 1024,
-            max_ops_per_txn: 200,
+            // etcd refuses transactions of more than 128 operations (`--max-txn-ops`).
+            max_ops_per_txn: 100,
         }
     }
 }

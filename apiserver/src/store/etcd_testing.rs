@@ -1,7 +1,8 @@
-//! A real etcd for tests: `EtcdServer::start()` runs the `etcd` binary (Debian's `etcd-server`
-//! package) on free loopback ports with its data in a temporary directory, and can kill and
-//! restart it on the same data and ports — which is how the tests check that data survives an
-//! etcd restart and that watches reconnect.
+//! A real etcd for tests and benchmarks: `EtcdServer::start()` runs the `etcd` binary (`$ETCD`,
+//! else `etcd` on PATH: Debian's `etcd-server` package) on free loopback ports with its data in
+//! a temporary directory, and can kill and restart it on the same data and ports — which is how
+//! the tests check that data survives an etcd restart and that watches reconnect. Public with
+//! the `testing` feature, for the benchmarks in `bench/`.
 //!
 //! There is no fallback: without an `etcd` binary the tests fail and say how to install one.
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, ConnectOptions};
 
 /// A single-member etcd cluster owned by a test; killed when dropped.
-pub(crate) struct EtcdServer {
+pub struct EtcdServer {
     dir: tempfile::TempDir,
     binary: PathBuf,
     client_port: u16,
@@ -22,50 +23,62 @@ pub(crate) struct EtcdServer {
     child: Option<Child>,
 }
 
-/// The `etcd` binary on PATH, or a test failure saying how to get one.
-fn etcd_binary() -> PathBuf {
+/// `$ETCD`, else the `etcd` binary on PATH, or an error saying how to get one.
+fn etcd_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("ETCD") {
+        return Ok(PathBuf::from(p));
+    }
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("etcd"))
             .find(|p| p.is_file())
     });
-    found.unwrap_or_else(|| {
-        panic!(
-            "the etcd store tests need a real etcd, and no `etcd` binary is on PATH: \
-             install it with `apt-get install etcd-server`"
-        )
+    found.ok_or_else(|| {
+        "a real etcd is needed, and no `etcd` binary is on PATH (nor in $ETCD): \
+         install it with `apt-get install etcd-server`"
+            .to_string()
     })
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    l.local_addr().expect("local address").port()
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind a loopback port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("local address: {e}"))
 }
 
 impl EtcdServer {
+    /// Starts a fresh etcd and waits until it answers; panics (a test failure) if it cannot.
+    pub async fn start() -> EtcdServer {
+        match EtcdServer::try_start().await {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     /// Starts a fresh etcd and waits until it answers.
-    pub(crate) async fn start() -> EtcdServer {
-        let binary = etcd_binary();
+    pub async fn try_start() -> Result<EtcdServer, String> {
+        let binary = etcd_binary()?;
         // A port picked free may be taken again before etcd binds it; try a few.
         let mut last_err = String::new();
         for _ in 0..3 {
             let mut server = EtcdServer {
-                dir: tempfile::tempdir().expect("temp dir"),
+                dir: tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?,
                 binary: binary.clone(),
-                client_port: free_port(),
-                peer_port: free_port(),
+                client_port: free_port()?,
+                peer_port: free_port()?,
                 child: None,
             };
             match server.start_again().await {
-                Ok(()) => return server,
+                Ok(()) => return Ok(server),
                 Err(e) => last_err = e,
             }
         }
-        panic!("etcd did not start: {last_err}");
+        Err(format!("etcd did not start: {last_err}"))
     }
 
     /// The client URL, e.g. `http://127.0.0.1:23790`.
-    pub(crate) fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
@@ -80,7 +93,7 @@ impl EtcdServer {
     }
 
     /// Kills etcd (`SIGKILL`, like a crash) and waits for it to exit.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -88,7 +101,7 @@ impl EtcdServer {
     }
 
     /// Starts etcd on the existing data directory and ports, waiting until it answers.
-    pub(crate) async fn start_again(&mut self) -> Result<(), String> {
+    pub async fn start_again(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "etcd is already running");
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = File::options()
@@ -146,7 +159,7 @@ impl EtcdServer {
     }
 
     /// Kills and restarts etcd on the same data and ports.
-    pub(crate) async fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         self.kill();
         if let Err(e) = self.start_again().await {
             panic!("etcd did not restart: {e}");

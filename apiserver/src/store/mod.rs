@@ -34,8 +34,8 @@ pub mod embedded;
 pub mod encrypted;
 #[cfg(feature = "store-etcd")]
 pub mod etcd;
-#[cfg(all(test, feature = "store-etcd"))]
-pub(crate) mod etcd_testing;
+#[cfg(all(any(test, feature = "testing"), feature = "store-etcd"))]
+pub mod etcd_testing;
 
 /// A store revision. 0 means "before any write".
 pub type Revision = i64;

@@ -660,7 +660,7 @@ async fn reconcile_task(name: &str, ctx: &Ctx) -> Result<Action, Error> {
     drop(guards);
     // Safe to stop here: a task with every attachment and still NEW just gets this write.
     // The writes are batched: queued here, sent by the `FLUSH` key in transactions of up to
-    // 200 (one HTTP round trip per batch instead of per task).
+    // 100 (one HTTP round trip per batch instead of per task).
     let mut out = attached;
     out.status.state = TaskState::Pending;
     out.status.message = PENDING_MESSAGE.to_string();

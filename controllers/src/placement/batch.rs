@@ -5,8 +5,9 @@
 
 use swarm_client::{Client, ClientError, Operation};
 
-/// Operations per transaction (SwarmKit batches 200 changes per store transaction).
-pub const BATCH: usize = 200;
+/// Operations per transaction: below etcd's default `--max-txn-ops` of 128, which refuses a
+/// larger transaction whole (SwarmKit batches 200 changes, but its store has no such limit).
+pub const BATCH: usize = 100;
 
 /// Why one operation did not commit.
 #[derive(Debug, thiserror::Error)]
