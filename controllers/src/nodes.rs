@@ -173,6 +173,6 @@ async fn stop_tasks(ctx: &Ctx, node: &str) -> Result<(), Error> {
             "stopping the tasks of a down node"
         );
     }
-    replication::execute(&ctx.client, &writes).await?;
+    replication::execute(&ctx.client, &writes).await.result?;
     Ok(())
 }

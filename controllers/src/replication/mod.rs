@@ -8,6 +8,12 @@
 //! `status.observedGeneration`. Every write is safe against a stale cache and against a second
 //! replica: creates are create-if-absent on deterministic names, and the other writes are
 //! conditional on the `resourceVersion` read (a conflict retries the whole reconcile).
+//!
+//! The task cache lags behind the controller's own creates (at 100,000 tasks, by seconds), and
+//! every task event re-runs the reconcile; a plan made from the lagging cache would create the
+//! same tasks again, each refused as `AlreadyExists` one request at a time. So, like
+//! placement's `assumed`, the controller lays the tasks it created over the cache until the
+//! cache has them (or has moved past their revision without them: deleted meanwhile).
 
 pub mod eligible;
 pub mod global;
@@ -16,9 +22,9 @@ pub mod plan;
 pub mod replicated;
 pub mod restart;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use swarm_api::{Node, ReplicaStatus, Service, ServiceMode, Task, TaskState};
@@ -28,6 +34,7 @@ use swarm_client::{Client, ClientError, Operation};
 use tokio_util::sync::CancellationToken;
 
 use crate::Options;
+use crate::placement::batch;
 use plan::{Inputs, Plan, Write};
 
 /// Writes in flight at once while carrying out one plan.
@@ -61,7 +68,20 @@ pub struct Ctx {
     pub services: Store<Service>,
     pub tasks: Store<Task>,
     pub nodes: Store<Node>,
+    /// Tasks created here that the cache may not hold yet, by service.
+    assumed: Mutex<HashMap<String, Vec<Assumed>>>,
 }
+
+/// A task this controller created, as the server stored it.
+struct Assumed {
+    task: Arc<Task>,
+    revision: u64,
+    at: Instant,
+}
+
+/// How long a created task is assumed at most without the cache showing it (a bound for the
+/// unlikely case of a task deleted before the cache saw it and no later event of its service).
+const ASSUME_FOR: Duration = Duration::from_secs(60);
 
 /// Builds the controller: services are primary, tasks map to their service, and a node
 /// change that matters (state, availability, labels — not a heartbeat) maps to every service.
@@ -101,6 +121,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         services,
         tasks,
         nodes,
+        assumed: Mutex::new(HashMap::new()),
     });
     (c, ctx)
 }
@@ -139,7 +160,7 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if svc.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let all = ctx.tasks.indexed(&name);
+    let all = with_assumed(&ctx, &name, ctx.tasks.indexed(&name));
     let tasks = plan::tasks_of(&svc, &all);
     let nodes: HashMap<String, Arc<Node>> = ctx
         .nodes
@@ -163,11 +184,59 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if !plan.writes.is_empty() {
         tracing::debug!(service = %name, writes = plan.writes.len(), "replication plan");
     }
-    execute(&ctx.client, &plan.writes).await?;
+    let created = execute(&ctx.client, &plan.writes).await;
+    if !created.tasks.is_empty() {
+        let at = Instant::now();
+        ctx.assumed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.clone())
+            .or_default()
+            .extend(created.tasks.into_iter().map(|(task, revision)| Assumed {
+                task: Arc::new(task),
+                revision,
+                at,
+            }));
+    }
+    created.result?;
     write_status(&ctx.client, &svc, &plan).await?;
     Ok(plan
         .requeue
         .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The cached tasks of `service` with the ones created here laid over; forgets a created task
+/// once the cache has it, or has a task of the service at a later revision without it.
+fn with_assumed(ctx: &Ctx, service: &str, mut cached: Vec<Arc<Task>>) -> Vec<Arc<Task>> {
+    let mut assumed = ctx.assumed.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mine) = assumed.get_mut(service) else {
+        return cached;
+    };
+    let seen = cached
+        .iter()
+        .map(|t| batch::revision(&t.metadata.resource_version))
+        .max()
+        .unwrap_or(0);
+    let names: HashSet<&str> = cached.iter().map(|t| t.metadata.name.as_str()).collect();
+    mine.retain(|a| {
+        !names.contains(a.task.metadata.name.as_str())
+            && a.revision > seen
+            && a.at.elapsed() < ASSUME_FOR
+    });
+    let extra: Vec<Arc<Task>> = mine.iter().map(|a| a.task.clone()).collect();
+    if mine.is_empty() {
+        assumed.remove(service);
+    }
+    drop(names);
+    cached.extend(extra);
+    cached
+}
+
+/// What `execute` did: the first error, if any, and the tasks it created with the revision
+/// of their creation.
+pub struct Executed {
+    pub result: Result<(), Error>,
+    pub tasks: Vec<(Task, u64)>,
 }
 
 /// Carries out `writes`, several at a time; returns the first error after trying all.
@@ -175,7 +244,7 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
 /// Creates go in transactions of up to `CREATE_BATCH` (one store commit for many tasks: a
 /// scale-up of thousands is bound by commits, not by requests). A batch that loses a race on
 /// one name (`AlreadyExists`) is retried task by task, so the others still get created.
-pub async fn execute(client: &Client, writes: &[Write]) -> Result<(), Error> {
+pub async fn execute(client: &Client, writes: &[Write]) -> Executed {
     let mut jobs: Vec<Job> = Vec::new();
     let mut batch: Vec<Task> = Vec::new();
     for w in writes {
@@ -193,12 +262,12 @@ pub async fn execute(client: &Client, writes: &[Write]) -> Result<(), Error> {
         jobs.push(Job::Creates(batch));
     }
     // Owned items and futures: a closure over borrowed ones is not `Send` for every lifetime.
-    let results: Vec<Result<(), Error>> = futures::stream::iter(jobs)
+    let results: Vec<Result<Vec<(Task, u64)>, Error>> = futures::stream::iter(jobs)
         .map(|job| {
             let client = client.clone();
             async move {
                 match job {
-                    Job::One(w) => apply(&client, &w).await,
+                    Job::One(w) => apply(&client, &w).await.map(|()| Vec::new()),
                     Job::Creates(tasks) => create_all(&client, tasks).await,
                 }
             }
@@ -206,7 +275,21 @@ pub async fn execute(client: &Client, writes: &[Write]) -> Result<(), Error> {
         .buffer_unordered(PARALLEL_WRITES)
         .collect()
         .await;
-    results.into_iter().collect()
+    let mut out = Executed {
+        result: Ok(()),
+        tasks: Vec::new(),
+    };
+    for r in results {
+        match r {
+            Ok(created) => out.tasks.extend(created),
+            Err(e) => {
+                if out.result.is_ok() {
+                    out.result = Err(e);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Tasks created per transaction (below etcd's default limit of 128 operations).
@@ -217,9 +300,12 @@ enum Job {
     Creates(Vec<Task>),
 }
 
-async fn create_all(client: &Client, tasks: Vec<Task>) -> Result<(), Error> {
+/// Creates `tasks` in one transaction; returns them as stored, with the commit's revision.
+async fn create_all(client: &Client, tasks: Vec<Task>) -> Result<Vec<(Task, u64)>, Error> {
     if let [one] = tasks.as_slice() {
-        return apply(client, &Write::Create(Box::new(one.clone()))).await;
+        return apply(client, &Write::Create(Box::new(one.clone())))
+            .await
+            .map(|()| Vec::new());
     }
     let first = tasks
         .first()
@@ -235,9 +321,15 @@ async fn create_all(client: &Client, tasks: Vec<Task>) -> Result<(), Error> {
         })
         .collect::<Result<_, _>>()?;
     match client.transaction(&ops).await {
-        Ok(_) => {
+        Ok(resp) => {
             tracing::info!(tasks = tasks.len(), first = %first, "created tasks");
-            Ok(())
+            let revision = batch::revision(&resp.resource_version);
+            Ok(resp
+                .results
+                .into_iter()
+                .filter_map(|v| serde_json::from_value::<Task>(v).ok())
+                .map(|t| (t, revision))
+                .collect())
         }
         Err(e) if e.is_already_exists() || e.is_conflict() => {
             let mut result = Ok(());
@@ -247,7 +339,7 @@ async fn create_all(client: &Client, tasks: Vec<Task>) -> Result<(), Error> {
                     result = r;
                 }
             }
-            result
+            result.map(|()| Vec::new())
         }
         Err(source) => Err(Error::Task {
             task: first,
