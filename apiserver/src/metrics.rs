@@ -23,7 +23,8 @@ use axum::response::Response;
 use swarm_api::Kind;
 
 use crate::store::{
-    KeyValue, ListOptions, ListResult, Result, Revision, Store, TxnOp, TxnResult, WatchStream,
+    KeyValue, ListOptions, ListResult, ProgressWatchStream, Result, Revision, Store, TxnOp,
+    TxnResult, WatchStream,
 };
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -249,6 +250,14 @@ impl Store for InstrumentedStore {
     }
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         self.timed("watch", self.inner.watch(prefix, after)).await
+    }
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<Option<ProgressWatchStream>> {
+        self.timed("watch", self.inner.watch_with_progress(prefix, after))
+            .await
     }
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.timed("compact", self.inner.compact(revision)).await

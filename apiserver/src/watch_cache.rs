@@ -18,13 +18,26 @@
 //!
 //! Events are encoded to JSON once, here, and shared (`Arc`) by every watcher.
 //!
+//! # Reads from the cache
+//! The cache also answers GETs and lists (`WatchCache::get`, `WatchCache::list`), with
+//! Kubernetes' semantics for consistent reads from cache: a read that must see the latest
+//! writes (no `resourceVersion`) asks the store for its current revision (an atomic load for
+//! the embedded store) and waits until the cache is *fresh* up to it — the store watch
+//! reported progress up to that revision (`Store::watch_with_progress`), so every write at or
+//! below it, to this kind or any other, has been applied — then answers from memory; a cache
+//! that does not catch up within `FRESH_WAIT`, or a store that reports no progress, sends the
+//! read to the store. So a client that wrote then reads sees its write (read-your-writes),
+//! whichever apiserver it asks. `resourceVersion=0` ("any") is answered from memory at once.
+//! A list is taken only from an exact state (no transaction half applied: see `Inner::fresh`).
+//! Tasks are also indexed by `spec.nodeName` for the authorization of node reads.
+//!
 //! Ordering and the lock: the cache applies an event to its state and pushes it to the
 //! watchers' channels under one mutex, and registration (snapshot + subscribe) takes the same
 //! mutex, so a new watcher sees each event exactly once — either in its snapshot/replay or in
 //! its channel. Bookmarks use the same lock to learn "everything up to revision R has been
 //! handed to this channel".
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -34,9 +47,15 @@ use futures::StreamExt;
 use swarm_api::{AnyObject, Kind, Status, StatusReason};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::codec::decode_stored;
+use crate::codec::{decode_kv, decode_stored};
+use crate::errors::ApiResult;
 use crate::registry::ListQuery;
-use crate::store::{Event, EventType, ListOptions, Revision, Store, StoreError};
+use crate::store::{
+    Event, EventType, ListOptions, ProgressWatchStream, Revision, Store, StoreError, WatchItem,
+};
+
+/// How long a consistent read waits for the cache to catch up before it reads the store.
+pub const FRESH_WAIT: Duration = Duration::from_millis(500);
 
 /// An object as the cache holds it: decoded (for selectors) and encoded (for the wire).
 #[derive(Debug)]
@@ -221,7 +240,17 @@ struct WatcherSlot {
 #[derive(Default)]
 struct Inner {
     ready: bool,
+    /// Every event up to this revision has been applied and handed to the watchers (it may
+    /// also be the revision of an event whose transaction siblings are still on their way).
     revision: Revision,
+    /// The store watch reported progress up to here: the state holds every write up to this
+    /// revision. When `revision <= fresh` the state is exactly the store's at `fresh`;
+    /// otherwise part of a newer transaction may be applied.
+    fresh: Revision,
+    /// The store watch reports progress, so `fresh` follows the store (consistent reads).
+    consistent: bool,
+    /// Tasks only: task names by `spec.nodeName`.
+    by_node: HashMap<String, BTreeSet<String>>,
     /// Every event with revision > `window_start` that the cache has seen is in `window`.
     window_start: Revision,
     objects: BTreeMap<String, Arc<CachedObject>>,
@@ -236,6 +265,40 @@ pub struct KindCache {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     ready_tx: watch::Sender<bool>,
+    /// `Inner::fresh`, for readers waiting until the cache has caught up.
+    fresh_tx: watch::Sender<Revision>,
+}
+
+/// The node a task is assigned to (the key of the `by_node` index).
+fn node_of(obj: &AnyObject) -> Option<&str> {
+    match obj {
+        AnyObject::Task(t) => t.spec.node_name.as_deref().filter(|n| !n.is_empty()),
+        _ => None,
+    }
+}
+
+impl Inner {
+    /// Records that `name` now holds `new` (None: deleted) in the node index.
+    fn index(&mut self, name: &str, old: Option<&AnyObject>, new: Option<&AnyObject>) {
+        let (from, to) = (old.and_then(node_of), new.and_then(node_of));
+        if from == to {
+            return;
+        }
+        if let Some(node) = from
+            && let Some(names) = self.by_node.get_mut(node)
+        {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_node.remove(node);
+            }
+        }
+        if let Some(node) = to {
+            self.by_node
+                .entry(node.to_string())
+                .or_default()
+                .insert(name.to_string());
+        }
+    }
 }
 
 /// A registered client watch: initial events (snapshot or replay) then a live channel.
@@ -281,13 +344,77 @@ pub enum Start {
 impl KindCache {
     fn new(kind: Kind, opts: CacheOptions) -> Arc<KindCache> {
         let (ready_tx, _) = watch::channel(false);
+        let (fresh_tx, _) = watch::channel(0);
         Arc::new(KindCache {
             kind,
             opts,
             inner: Mutex::new(Inner::default()),
             next_id: AtomicU64::new(1),
             ready_tx,
+            fresh_tx,
         })
+    }
+
+    /// Waits (at most `FRESH_WAIT`) until the cache holds every write up to `revision`
+    /// (`None`: the store's current revision, read now). `false`: it cannot tell (the store
+    /// reports no progress) or did not catch up in time; the caller reads the store.
+    pub async fn wait_fresh(&self, store: &dyn Store, revision: Option<Revision>) -> bool {
+        let wait = async {
+            self.wait_ready().await;
+            if !self.lock().consistent {
+                return false;
+            }
+            let target = match revision {
+                Some(r) => r,
+                None => match store.current_revision().await {
+                    Ok(r) => r,
+                    Err(_) => return false,
+                },
+            };
+            let mut rx = self.fresh_tx.subscribe();
+            rx.wait_for(|f| *f >= target).await.is_ok()
+        };
+        tokio::time::timeout(FRESH_WAIT, wait)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The cached object named `name`, as the cache holds it now (no freshness check).
+    pub fn get_cached(&self, name: &str) -> Option<Arc<CachedObject>> {
+        self.lock().objects.get(name).cloned()
+    }
+
+    /// The objects matching `q` and the revision they are exactly the state of, if the cache
+    /// holds an exact state right now (no transaction half applied).
+    fn list_exact(&self, q: &ListQuery) -> Option<(Revision, Vec<Arc<CachedObject>>)> {
+        let inner = self.lock();
+        if !inner.ready || inner.revision > inner.fresh {
+            return None;
+        }
+        let items = inner
+            .objects
+            .values()
+            .filter(|o| q.matches(&o.obj))
+            .cloned()
+            .collect();
+        Some((inner.fresh, items))
+    }
+
+    /// The tasks assigned to `node`, as the cache holds them now (tasks only).
+    pub fn tasks_on_cached(&self, node: &str) -> Vec<Arc<CachedObject>> {
+        let inner = self.lock();
+        inner
+            .by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| inner.objects.get(name).cloned())
+            .collect()
+    }
+
+    /// The progress revision (for tests and metrics).
+    pub fn fresh_revision(&self) -> Revision {
+        self.lock().fresh
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -372,7 +499,19 @@ impl KindCache {
         inner.revision = revision;
         inner.window_start = revision;
         inner.window.clear();
+        inner.by_node.clear();
+        for (name, o) in &objects {
+            if let Some(node) = node_of(&o.obj) {
+                inner
+                    .by_node
+                    .entry(node.to_string())
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
         inner.objects = objects;
+        // A list is the exact state at its revision.
+        inner.fresh = revision;
         inner.ready = true;
         if let Some(reason) = reason {
             for (_, slot) in inner.watchers.drain() {
@@ -380,7 +519,20 @@ impl KindCache {
             }
         }
         drop(inner);
+        self.fresh_tx.send_replace(revision);
         self.ready_tx.send_replace(true);
+    }
+
+    /// The store watch has yielded every event up to `revision`.
+    fn progress(&self, revision: Revision) {
+        let mut inner = self.lock();
+        if revision <= inner.fresh {
+            return;
+        }
+        inner.fresh = revision;
+        inner.revision = inner.revision.max(revision);
+        drop(inner);
+        self.fresh_tx.send_replace(revision);
     }
 
     /// Applies one store event and pushes it to the watchers.
@@ -401,6 +553,10 @@ impl KindCache {
             EventType::Put => inner.objects.insert(name.to_string(), object.clone()),
             EventType::Delete => inner.objects.remove(name),
         };
+        if self.kind == Kind::Task {
+            let now = (ev.kind == EventType::Put).then_some(&object.obj);
+            inner.index(name, prev.as_ref().map(|p| &p.obj), now);
+        }
         inner.revision = inner.revision.max(ev.revision);
         let event = Arc::new(CachedEvent {
             revision: ev.revision,
@@ -475,8 +631,11 @@ impl KindCache {
             // Watch, re-watching from the last revision seen after transient failures.
             loop {
                 let from = self.lock().revision;
-                let mut stream = match store.watch(&prefix, from).await {
-                    Ok(s) => s,
+                let mut stream = match watch_items(store.as_ref(), &prefix, from).await {
+                    Ok((s, consistent)) => {
+                        self.lock().consistent = consistent;
+                        s
+                    }
                     Err(StoreError::Compacted { .. }) => break,
                     Err(e) => {
                         tracing::warn!(kind = %self.kind, error = %e, "watch cache: watch failed; retrying");
@@ -486,7 +645,8 @@ impl KindCache {
                 };
                 let compacted = loop {
                     match stream.next().await {
-                        Some(Ok(ev)) => self.apply(ev),
+                        Some(Ok(WatchItem::Event(ev))) => self.apply(ev),
+                        Some(Ok(WatchItem::Progress(r))) => self.progress(r),
                         Some(Err(StoreError::Compacted { .. })) => break true,
                         Some(Err(e)) => {
                             tracing::warn!(kind = %self.kind, error = %e, "watch cache: watch broke; re-watching");
@@ -504,11 +664,54 @@ impl KindCache {
     }
 }
 
+/// A store watch with progress reports if the store gives them (then `true`), else a plain
+/// one seen as items.
+async fn watch_items(
+    store: &dyn Store,
+    prefix: &str,
+    after: Revision,
+) -> Result<(ProgressWatchStream, bool), StoreError> {
+    if let Some(s) = store.watch_with_progress(prefix, after).await? {
+        return Ok((s, true));
+    }
+    let events = store.watch(prefix, after).await?;
+    Ok((Box::pin(events.map(|e| e.map(WatchItem::Event))), false))
+}
+
+/// How fresh a read must be (`resourceVersion` of a GET or list, as in Kubernetes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// No `resourceVersion`: every write committed before the read (a consistent read).
+    Latest,
+    /// `resourceVersion=0`: whatever the cache holds.
+    Any,
+    /// `resourceVersion=N`: no older than `N`.
+    AtLeast(Revision),
+}
+
+impl Freshness {
+    /// From a request's `resourceVersion` parameter.
+    pub fn parse(rv: Option<&str>) -> ApiResult<Freshness> {
+        Ok(match crate::codec::parse_revision(rv.unwrap_or(""))? {
+            None => Freshness::Latest,
+            Some(0) => Freshness::Any,
+            Some(n) => Freshness::AtLeast(n),
+        })
+    }
+}
+
+/// A list answered from the cache: the exact state at `revision`.
+pub struct CachedList {
+    pub revision: Revision,
+    pub items: Vec<Arc<CachedObject>>,
+}
+
 /// The caches of every kind.
 #[derive(Clone)]
 pub struct WatchCache {
     caches: Arc<HashMap<Kind, Arc<KindCache>>>,
     tasks: Arc<Vec<tokio::task::AbortHandle>>,
+    store: Arc<dyn Store>,
 }
 
 impl WatchCache {
@@ -524,7 +727,88 @@ impl WatchCache {
         WatchCache {
             caches: Arc::new(caches),
             tasks: Arc::new(tasks),
+            store,
         }
+    }
+
+    /// Waits until `cache` is as fresh as `f` asks; `false`: read the store instead.
+    async fn fresh(&self, cache: &KindCache, f: Freshness) -> bool {
+        match f {
+            Freshness::Any => {
+                // Any state will do, once there is one.
+                tokio::time::timeout(FRESH_WAIT, cache.wait_ready())
+                    .await
+                    .is_ok()
+            }
+            Freshness::Latest => cache.wait_fresh(self.store.as_ref(), None).await,
+            Freshness::AtLeast(n) => cache.wait_fresh(self.store.as_ref(), Some(n)).await,
+        }
+    }
+
+    /// One object, as fresh as `f` asks: from memory when the cache is (or catches up in
+    /// time), else from the store.
+    pub async fn get(
+        &self,
+        kind: Kind,
+        name: &str,
+        f: Freshness,
+    ) -> ApiResult<Option<Arc<CachedObject>>> {
+        let cache = self.kind(kind);
+        if self.fresh(&cache, f).await {
+            return Ok(cache.get_cached(name));
+        }
+        match self.store.get(&kind.key(name)).await? {
+            Some(kv) => Ok(Some(CachedObject::new(decode_kv(kind, &kv)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The objects of `kind` matching `q`'s selectors, as fresh as `f` asks, if the cache can
+    /// answer: `None` means "list from the store" (pagination, a store without progress
+    /// reports, a cache that did not catch up or kept changing mid-transaction).
+    pub async fn list(&self, kind: Kind, q: &ListQuery, f: Freshness) -> Option<CachedList> {
+        if q.limit > 0 || q.continue_token.is_some() {
+            return None;
+        }
+        let cache = self.kind(kind);
+        if f == Freshness::Any {
+            // A state that is exact at some revision, without waiting for the store.
+            self.fresh(&cache, f).await.then_some(())?;
+        } else if !self.fresh(&cache, f).await {
+            return None;
+        }
+        // Exact state: wait out a transaction being applied, a few times at most.
+        for _ in 0..3 {
+            if let Some((revision, items)) = cache.list_exact(q) {
+                return Some(CachedList { revision, items });
+            }
+            let target = cache.lock().revision;
+            if !cache.wait_fresh(self.store.as_ref(), Some(target)).await {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The tasks assigned to `node` (`spec.nodeName`), from the node index, as of every write
+    /// committed before the call; from the store if the cache cannot be brought up to date.
+    pub async fn tasks_on(&self, node: &str) -> ApiResult<Vec<Arc<CachedObject>>> {
+        let cache = self.kind(Kind::Task);
+        if self.fresh(&cache, Freshness::Latest).await {
+            return Ok(cache.tasks_on_cached(node));
+        }
+        let list = self
+            .store
+            .list(&Kind::Task.key_prefix(), ListOptions::default())
+            .await?;
+        let mut tasks = Vec::new();
+        for kv in &list.items {
+            let obj = decode_kv(Kind::Task, kv)?;
+            if node_of(&obj) == Some(node) {
+                tasks.push(CachedObject::new(obj));
+            }
+        }
+        Ok(tasks)
     }
 
     /// Stops the cache tasks (their store watches end with them).

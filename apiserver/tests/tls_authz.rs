@@ -207,6 +207,48 @@ async fn a_node_reads_and_writes_only_what_is_its_own() {
     c.server.shutdown().await.unwrap();
 }
 
+/// The guard answers from the watch cache's index of tasks by node, brought up to date with
+/// the store before each decision: an assignment, a move and a deletion count at once.
+#[tokio::test]
+async fn node_reads_follow_task_assignments_at_once() {
+    let c = start().await;
+    let (a, node_a) = join(&c, &c.tokens.0.to_string()).await.unwrap();
+    let (b, node_b) = join(&c, &c.tokens.0.to_string()).await.unwrap();
+    let u = &c.url;
+    let secret = json!({"kind": "Secret", "metadata": {"name": "s-x"}, "spec": {"data": "eA=="}});
+    let (code, resp) = send(c.admin.post(format!("{u}/v1/secrets")).json(&secret)).await;
+    assert_eq!(code, 201, "{resp}");
+    let reads = |n: &reqwest::Client| n.get(format!("{u}/v1/secrets/s-x?showData=true"));
+    // Referenced by no task: nobody.
+    assert_eq!(send(reads(&node_a)).await.0, 403);
+    assert_eq!(send(reads(&node_b)).await.0, 403);
+    for round in 0..3 {
+        let name = format!("t-x{round}");
+        // Assigned to B: B reads it at once; A, whose tasks do not reference it, gets 403.
+        let (code, mut t) = send(
+            c.admin
+                .post(format!("{u}/v1/tasks"))
+                .json(&task(&name, &b, "s-x")),
+        )
+        .await;
+        assert_eq!(code, 201, "{t}");
+        assert_eq!(send(reads(&node_b)).await.0, 200);
+        assert_eq!(send(reads(&node_a)).await.0, 403);
+        // Moved to A: now the other way round.
+        t["spec"]["nodeName"] = json!(a);
+        let (code, t) = send(c.admin.put(format!("{u}/v1/tasks/{name}")).json(&t)).await;
+        assert_eq!(code, 200, "{t}");
+        assert_eq!(send(reads(&node_a)).await.0, 200);
+        assert_eq!(send(reads(&node_b)).await.0, 403);
+        // Deleted: nobody again.
+        let (code, _) = send(c.admin.delete(format!("{u}/v1/tasks/{name}"))).await;
+        assert_eq!(code, 200);
+        assert_eq!(send(reads(&node_a)).await.0, 403);
+        assert_eq!(send(reads(&node_b)).await.0, 403);
+    }
+    c.server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_controller_writes_only_its_kinds_even_inside_a_transaction() {
     let c = start().await;

@@ -11,15 +11,14 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use swarm_api::selector::FieldSelector;
 use swarm_api::{AnyObject, Kind, StatusReason, Task};
 use swarm_pki::{Identity, Role};
 
 use super::AppState;
 use crate::authz::{Access, Verb, authorize};
 use crate::errors::{ApiError, ApiResult};
-use crate::registry::ListQuery;
 use crate::tls::Peer;
+use crate::watch_cache::Freshness;
 
 pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let who = match req.extensions().get::<Peer>() {
@@ -72,25 +71,17 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The tasks assigned to `node`, for node-scoped reads of secrets, configs and networks.
+/// The tasks assigned to `node`, for node-scoped reads of secrets, configs and networks: from
+/// the watch cache's index of tasks by node, once the cache holds every write committed before
+/// the request (a task assigned a moment ago counts; one moved away no longer does).
 async fn tasks_on(st: &AppState, node: &str) -> ApiResult<Vec<Task>> {
-    let fields = FieldSelector::parse_for(Kind::Task, &format!("spec.nodeName={node}"))
-        .map_err(|e| ApiError::internal(format!("node selector: {e}")))?;
-    let list = st
-        .registry
-        .list(
-            Kind::Task,
-            &ListQuery {
-                fields,
-                ..ListQuery::default()
-            },
-        )
-        .await?;
-    Ok(list
-        .items
+    Ok(st
+        .cache
+        .tasks_on(node)
+        .await?
         .into_iter()
-        .filter_map(|o| match o {
-            AnyObject::Task(t) => Some(*t),
+        .filter_map(|o| match &o.obj {
+            AnyObject::Task(t) => Some((**t).clone()),
             _ => None,
         })
         .collect())
@@ -107,7 +98,11 @@ pub async fn decide(
 ) -> ApiResult<()> {
     let node_scoped = who.role == Role::Worker;
     let current = match (node_scoped, kind, name) {
-        (true, Kind::Task | Kind::Node, Some(name)) => st.registry.read(kind, name).await?,
+        (true, Kind::Task | Kind::Node, Some(name)) => st
+            .cache
+            .get(kind, name, Freshness::Latest)
+            .await?
+            .map(|o| o.obj.clone()),
         _ => None,
     };
     let tasks = match (node_scoped, kind, verb) {

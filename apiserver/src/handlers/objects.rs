@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use swarm_api::{AnyObject, Kind, StatusCause};
 
 use super::redact::{RevealParams, redact};
@@ -16,23 +17,66 @@ use super::{AppState, JsonBody, ObjectParams, Params, kind_of};
 use crate::codec::{decode_request, parse_revision};
 use crate::errors::{ApiError, ApiResult};
 use crate::registry::Subresource;
+use crate::watch_cache::Freshness;
 
+/// The query parameters of a GET.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetParams {
+    /// `true`: secrets keep their data (see `redact`).
+    pub show_data: Option<String>,
+    /// Absent: the latest state; `0`: any (the cache as it is); `N`: no older than `N`.
+    pub resource_version: Option<String>,
+}
+
+/// Reads are served by the watch cache once it has caught up with the store (see
+/// `watch_cache`), as the bytes it already holds: no store read, no decoding, no encoding.
 pub async fn get(
     State(st): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
-    Params(show): Params<RevealParams>,
-) -> ApiResult<Json<AnyObject>> {
+    Params(p): Params<GetParams>,
+) -> ApiResult<Response> {
     let kind = kind_of(&plural)?;
-    let obj = st.registry.get(kind, &name).await?;
-    Ok(Json(redact(obj, show.reveal())))
+    let freshness = Freshness::parse(p.resource_version.as_deref())?;
+    let obj = st
+        .cache
+        .get(kind, &name, freshness)
+        .await?
+        .ok_or_else(|| ApiError::not_found(kind, &name))?;
+    let reveal = RevealParams {
+        show_data: p.show_data,
+    }
+    .reveal();
+    Ok(json_bytes(if reveal {
+        obj.json.clone()
+    } else {
+        obj.public_json.clone()
+    }))
 }
 
 pub async fn get_status(
     State(st): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
-) -> ApiResult<Json<AnyObject>> {
+    Params(p): Params<GetParams>,
+) -> ApiResult<Response> {
     let kind = status_kind(&plural)?;
-    Ok(Json(st.registry.get(kind, &name).await?))
+    let freshness = Freshness::parse(p.resource_version.as_deref())?;
+    let obj = st
+        .cache
+        .get(kind, &name, freshness)
+        .await?
+        .ok_or_else(|| ApiError::not_found(kind, &name))?;
+    // Kinds with a status hold no secret data.
+    Ok(json_bytes(obj.json.clone()))
+}
+
+/// A `200` with an already encoded JSON body.
+pub fn json_bytes(body: bytes::Bytes) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 pub async fn create(

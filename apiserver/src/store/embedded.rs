@@ -49,14 +49,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, error, trace, warn};
 
 use super::{
-    Event, EventType, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError,
-    TxnOp, TxnResult, WatchStream, check_distinct_keys, check_op, prefix_end,
+    Event, EventType, KeyValue, ListOptions, ListResult, ProgressWatchStream, Result, Revision,
+    Store, StoreError, TxnOp, TxnResult, WatchItem, WatchStream, check_distinct_keys, check_op,
+    prefix_end,
 };
 
 /// Tuning knobs; the defaults suit the apiserver, tests shrink them to reach edge cases.
@@ -889,7 +891,8 @@ async fn run_watch(
     prefix: String,
     after: Revision,
     mut live: broadcast::Receiver<Arc<Committed>>,
-    out: mpsc::Sender<Result<Event>>,
+    out: mpsc::Sender<Result<WatchItem>>,
+    progress: bool,
 ) {
     // Every event up to `delivered` has been sent (or was not under the prefix).
     let mut delivered = after;
@@ -913,13 +916,16 @@ async fn run_watch(
             let full = events.len() as i64 == REPLAY_CHUNK;
             for (id, ev) in events {
                 cursor = id;
-                if out.send(Ok(ev)).await.is_err() {
+                if out.send(Ok(WatchItem::Event(ev))).await.is_err() {
                     return;
                 }
             }
             if !full {
                 // (A watch from a future revision keeps its start: nothing up to it is wanted.)
                 delivered = delivered.max(bound);
+                if progress && out.send(Ok(WatchItem::Progress(delivered))).await.is_err() {
+                    return;
+                }
                 break;
             }
         }
@@ -938,12 +944,16 @@ async fn run_watch(
                     for ev in batch.events.iter() {
                         if ev.revision > delivered
                             && ev.key.starts_with(&prefix)
-                            && out.send(Ok(ev.clone())).await.is_err()
+                            && out.send(Ok(WatchItem::Event(ev.clone()))).await.is_err()
                         {
                             return;
                         }
                     }
                     delivered = batch.revision;
+                    // Every batch is reported, also one with nothing under the prefix.
+                    if progress && out.send(Ok(WatchItem::Progress(delivered))).await.is_err() {
+                        return;
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     shared.lagged.fetch_add(1, Ordering::Relaxed);
@@ -991,6 +1001,44 @@ impl Store for EmbeddedStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        let items = self.watch_items(prefix, after, false).await?;
+        Ok(Box::pin(items.filter_map(|item| {
+            std::future::ready(match item {
+                Ok(WatchItem::Event(ev)) => Some(Ok(ev)),
+                Ok(WatchItem::Progress(_)) => None,
+                Err(e) => Some(Err(e)),
+            })
+        })))
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<Option<ProgressWatchStream>> {
+        Ok(Some(self.watch_items(prefix, after, true).await?))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Compact { revision, reply }).await?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision> {
+        Ok(self.shared.compacted.load(Ordering::Acquire))
+    }
+}
+
+impl EmbeddedStore {
+    /// A watch task from `after`, with progress reports if `progress`.
+    async fn watch_items(
+        &self,
+        prefix: &str,
+        after: Revision,
+        progress: bool,
+    ) -> Result<ProgressWatchStream> {
         let after = after.max(0);
         // Subscribe before replaying, so no commit falls between the replay and the tail.
         let live = self.events.subscribe();
@@ -1008,19 +1056,9 @@ impl Store for EmbeddedStore {
             after,
             live,
             tx,
+            progress,
         ));
         Ok(Box::pin(ReceiverStream::new(rx)))
-    }
-
-    async fn compact(&self, revision: Revision) -> Result<()> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Compact { revision, reply }).await?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
-    }
-
-    async fn compacted_revision(&self) -> Result<Revision> {
-        Ok(self.shared.compacted.load(Ordering::Acquire))
     }
 }
 
@@ -1061,7 +1099,6 @@ mod tests {
     conformance_tests!(EmbeddedBackend::new());
 
     use crate::store::conformance::{assert_quiet, b, next_event};
-    use futures::StreamExt;
     use std::io::{BufRead, BufReader, Write};
     use std::process::{Command, Stdio};
 
@@ -1139,6 +1176,64 @@ mod tests {
         }
         assert!(last < 40, "delivered {last} events, then Compacted");
         assert!(w.next().await.is_none());
+    }
+
+    /// The next item of a progress watch (within a generous bound).
+    async fn next_item(w: &mut ProgressWatchStream) -> WatchItem {
+        tokio::time::timeout(std::time::Duration::from_secs(10), w.next())
+            .await
+            .expect("no watch item in time")
+            .expect("watch ended")
+            .expect("watch failed")
+    }
+
+    /// A progress watch reports each commit, also those under other prefixes, after the
+    /// events it carries under its own; a plain watch on the same store sees no reports.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn progress_reports_follow_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        s.create("/registry/a/old", b("v")).await.unwrap();
+        let mut w = s
+            .watch_with_progress("/registry/a/", 0)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut plain = s.watch("/registry/a/", 0).await.unwrap();
+        // The replay, then the revision it reached.
+        assert!(matches!(next_item(&mut w).await, WatchItem::Event(e) if e.revision == 1));
+        assert_eq!(next_item(&mut w).await, WatchItem::Progress(1));
+        // A write elsewhere: a report only.
+        s.create("/registry/b/x", b("v")).await.unwrap();
+        assert_eq!(next_item(&mut w).await, WatchItem::Progress(2));
+        // A transaction over both prefixes: its events under the prefix, then the report.
+        let ops = vec![
+            TxnOp::Create {
+                key: "/registry/a/1".into(),
+                value: b("v"),
+            },
+            TxnOp::Create {
+                key: "/registry/b/y".into(),
+                value: b("v"),
+            },
+            TxnOp::Create {
+                key: "/registry/a/2".into(),
+                value: b("v"),
+            },
+        ];
+        assert_eq!(s.txn(ops).await.unwrap().revision, 3);
+        for key in ["/registry/a/1", "/registry/a/2"] {
+            match next_item(&mut w).await {
+                WatchItem::Event(e) => assert_eq!((e.revision, e.key.as_str()), (3, key)),
+                other => panic!("expected the event of {key}, got {other:?}"),
+            }
+        }
+        assert_eq!(next_item(&mut w).await, WatchItem::Progress(3));
+        // The plain watch: the three events, nothing else.
+        for rev in [1, 3, 3] {
+            assert_eq!(next_event(&mut plain).await.revision, rev);
+        }
+        assert_quiet(&mut plain, 100).await;
     }
 
     /// One writer per file: a second open fails until the first store is dropped.

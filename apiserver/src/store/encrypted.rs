@@ -28,8 +28,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{
-    Event, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError, TxnOp,
-    TxnResult, WatchStream,
+    Event, KeyValue, ListOptions, ListResult, ProgressWatchStream, Result, Revision, Store,
+    StoreError, TxnOp, TxnResult, WatchItem, WatchStream,
 };
 
 /// Marks a sealed value; the version lets a later format or key rotation coexist.
@@ -249,6 +249,21 @@ impl Store for EncryptedStore {
         Ok(Box::pin(
             events.map(move |ev| ev.and_then(|ev| open_event(&key, ev))),
         ))
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<Option<ProgressWatchStream>> {
+        let key = self.key.clone();
+        let Some(items) = self.inner.watch_with_progress(prefix, after).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Box::pin(items.map(move |item| match item {
+            Ok(WatchItem::Event(ev)) => open_event(&key, ev).map(WatchItem::Event),
+            other => other,
+        }))))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {

@@ -169,6 +169,18 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A watch: events in revision order, until dropped or an error ends it.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 
+/// One item of a watch with progress reports (`Store::watch_with_progress`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchItem {
+    Event(Event),
+    /// Every event under the watch's prefix with a revision up to this one has been yielded,
+    /// including the writes at or below it that touched other prefixes (they have none here).
+    Progress(Revision),
+}
+
+/// A watch with progress reports: events as `WatchStream`, with `Progress` items among them.
+pub type ProgressWatchStream = Pin<Box<dyn Stream<Item = Result<WatchItem>> + Send>>;
+
 /// The storage the apiserver runs on. See the module docs for the semantics.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -186,6 +198,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events on keys under `prefix` with revision > `after`, then live ones.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+
+    /// `watch`, plus `Progress(r)` items telling that the stream has yielded every event up to
+    /// revision `r`: a cache fed by it then knows it is current up to `r` even when the newest
+    /// writes were under other prefixes, which is what consistent reads from the watch cache
+    /// need (etcd's progress notifications play this part in Kubernetes). A progress report
+    /// follows each committed write (or batch of them) at the latest once its events, if any,
+    /// have been yielded. `None`: this backend cannot report progress; consistent reads then go
+    /// to the store.
+    async fn watch_with_progress(
+        &self,
+        _prefix: &str,
+        _after: Revision,
+    ) -> Result<Option<ProgressWatchStream>> {
+        Ok(None)
+    }
 
     /// Forgets history before `revision` (current values stay). Watches and lists older than
     /// it then fail with `Compacted`.
