@@ -33,6 +33,7 @@ use crate::admission::admit_update;
 use crate::codec::{decode_kv, encode, parse_revision};
 use crate::errors::{ApiError, ApiResult};
 use crate::store::{KeyValue, ListOptions, Revision, Store, StoreError, TxnOp};
+use crate::watch_cache::WatchCache;
 
 /// How many times a write without a client precondition is retried after losing a race.
 const MAX_RETRIES: usize = 5;
@@ -344,11 +345,26 @@ fn decode_token(token: &str, kind: Kind) -> ApiResult<ContinueToken> {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// Where single-object writes take their first guess of the stored object (see `write_one`).
+    cache: Option<WatchCache>,
 }
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Registry { store }
+        Registry { store, cache: None }
+    }
+
+    /// Lets single-object writes plan against the watch cache's copy of the object instead of
+    /// reading the store first; the commit's revision check still decides (see `write_one`).
+    pub fn with_cache(mut self, cache: WatchCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The watch cache's copy of an object, if this registry has a cache and it holds one.
+    fn cached(&self, kind: Kind, name: &str) -> Option<AnyObject> {
+        let cache = self.cache.as_ref()?;
+        cache.kind(kind).get_cached(name).map(|o| o.obj.clone())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -400,11 +416,23 @@ impl Registry {
 
     /// Runs read → plan → commit for one object, retrying on a lost race unless the client
     /// gave a precondition (then the race is the client's to resolve).
+    ///
+    /// `guess` is what the first attempt plans against instead of reading the store (`Some(None)`:
+    /// assume absent): the watch cache's copy, or nothing for a create. It is safe because the
+    /// commit is conditional on the revision planned against (a create on the key's absence): a
+    /// wrong guess fails the commit exactly as a concurrent writer would, and then
+    /// * with a client precondition, that failure is the right answer (the key's revision is not
+    ///   the one the client named, or the key exists);
+    /// * without one, the write is re-planned against a store read.
+    ///
+    /// A guess that plans to write nothing is checked against a store read, since no commit
+    /// would check it.
     async fn write_one<F>(
         &self,
         kind: Kind,
         name: &str,
         guarded: bool,
+        mut guess: Option<Option<AnyObject>>,
         plan: F,
     ) -> ApiResult<(AnyObject, Planned)>
     where
@@ -413,8 +441,14 @@ impl Registry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.read(kind, name).await?;
-            let planned = plan(current.as_ref())?;
+            let planned = match guess.take() {
+                Some(g) => match plan(g.as_ref()) {
+                    Ok(p) if !matches!(p, Planned::Noop { .. }) => p,
+                    // Refused or a no-op on a guess: decide on what is stored.
+                    _ => plan(self.read(kind, name).await?.as_ref())?,
+                },
+                None => plan(self.read(kind, name).await?.as_ref())?,
+            };
             let decided = planned.clone();
             match self.commit(vec![planned]).await {
                 Ok((_, mut objs)) => {
@@ -436,19 +470,29 @@ impl Registry {
         }
     }
 
+    /// Creates `obj`. No read first: the store's create fails if the name is taken.
     pub async fn create(&self, obj: AnyObject) -> ApiResult<AnyObject> {
         let (kind, name) = (obj.kind(), obj.name().to_string());
         let (obj, _) = self
-            .write_one(kind, &name, true, |cur| plan_create(cur, obj.clone()))
+            .write_one(kind, &name, true, Some(None), |cur| {
+                plan_create(cur, obj.clone())
+            })
             .await?;
         Ok(obj)
     }
 
+    /// Replaces the object (main resource or status), planning first against the watch
+    /// cache's copy when it is the revision the client names (or, without a precondition, any).
     pub async fn update(&self, obj: AnyObject, sub: Subresource) -> ApiResult<AnyObject> {
         let (kind, name) = (obj.kind(), obj.name().to_string());
-        let guarded = !obj.meta().resource_version.is_empty();
+        let rv = obj.meta().resource_version.clone();
+        let guarded = !rv.is_empty();
+        let guess = self
+            .cached(kind, &name)
+            .filter(|c| !guarded || c.meta().resource_version == rv)
+            .map(Some);
         let (obj, _) = self
-            .write_one(kind, &name, guarded, |cur| {
+            .write_one(kind, &name, guarded, guess, |cur| {
                 plan_update(cur, obj.clone(), sub)
             })
             .await?;
@@ -464,7 +508,7 @@ impl Registry {
         precondition: Option<Revision>,
     ) -> ApiResult<(AnyObject, bool)> {
         let (obj, planned) = self
-            .write_one(kind, name, precondition.is_some(), |cur| {
+            .write_one(kind, name, precondition.is_some(), None, |cur| {
                 plan_delete(kind, name, cur, precondition)
             })
             .await?;

@@ -351,7 +351,7 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
         let cache = WatchCache::start(store.clone(), opts.cache.clone());
         let (shutdown_tx, shutdown) = signal::channel(false);
-        let registry = Registry::new(store);
+        let registry = Registry::new(store).with_cache(cache.clone());
         let (pki, tls) = if opts.tls {
             let pki = ClusterPki::load_or_init(&opts.data_dir, &opts.advertise)?;
             let config = crate::tls::server_config(

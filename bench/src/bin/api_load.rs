@@ -77,6 +77,97 @@ struct Phase {
     achieved: f64,
 }
 
+/// The server's latency histograms (`/metrics`): for each histogram series (name and labels),
+/// its cumulative bucket counts by upper bound.
+type Histograms = std::collections::BTreeMap<String, Vec<(f64, f64)>>;
+
+async fn histograms(http: &reqwest::Client, url: &str) -> Result<Histograms> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut out = Histograms::new();
+    for line in text.lines() {
+        // name_bucket{labels,le="0.005"} 123
+        let Some((series, count)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some((head, le)) = series.split_once("_bucket{") else {
+            continue;
+        };
+        let Some((labels, bound)) = le.rsplit_once(",le=\"") else {
+            continue;
+        };
+        let bound = bound.trim_end_matches("\"}");
+        let bound = if bound == "+Inf" {
+            f64::INFINITY
+        } else {
+            bound.parse()?
+        };
+        out.entry(format!("{head}{{{labels}}}"))
+            .or_default()
+            .push((bound, count.parse()?));
+    }
+    Ok(out)
+}
+
+/// Per series, what one phase added: count and the share of samples at or under 1, 5, 10 and
+/// 25 ms (the server's buckets), for the series of the phase's verb and the store calls.
+fn histogram_rows(
+    store: StoreKind,
+    op: Op,
+    before: &Histograms,
+    after: &Histograms,
+) -> Vec<Vec<String>> {
+    let verb = match op {
+        Op::Create => "CREATE",
+        Op::Update => "UPDATE",
+        Op::Get => "GET",
+    };
+    let mut rows = Vec::new();
+    for (series, buckets) in after {
+        let wanted = series.contains("store_duration")
+            || (series.contains("request_duration")
+                && series.contains(&format!("verb=\"{verb}\""))
+                && series.contains("tasks"));
+        if !wanted {
+            continue;
+        }
+        let old = before.get(series);
+        let delta: Vec<(f64, f64)> = buckets
+            .iter()
+            .enumerate()
+            .map(|(i, (b, c))| (*b, c - old.and_then(|o| o.get(i)).map_or(0.0, |x| x.1)))
+            .collect();
+        let total = delta.last().map_or(0.0, |x| x.1);
+        if total < 1.0 {
+            continue;
+        }
+        let share = |ms: f64| {
+            let at = delta
+                .iter()
+                .find(|(b, _)| (*b - ms / 1000.0).abs() < 1e-9)
+                .map_or(0.0, |x| x.1);
+            format!("{:.2}%", 100.0 * at / total)
+        };
+        rows.push(vec![
+            store.name().to_string(),
+            op.name().to_string(),
+            series
+                .trim_start_matches("swarm_apiserver_")
+                .replace("_duration_seconds", ""),
+            format!("{total}"),
+            share(1.0),
+            share(5.0),
+            share(10.0),
+            share(25.0),
+        ]);
+    }
+    rows
+}
+
 /// One request's outcome: the object the server answered with, or the error.
 type Outcome = Result<Value, String>;
 
@@ -196,11 +287,15 @@ async fn main() -> Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let mut rows = Vec::new();
+    let mut server_rows = Vec::new();
     for &store in &args.stores {
         let server = ApiServer::start(store).await?;
         let mut objects = Arc::new(Vec::new());
         for op in [Op::Create, Op::Update, Op::Get] {
+            let before = histograms(&http, &server.url).await?;
             let (p, created) = phase(&http, &server.url, op, &args, objects.clone()).await?;
+            let after = histograms(&http, &server.url).await?;
+            server_rows.extend(histogram_rows(store, op, &before, &after));
             if op == Op::Create {
                 objects = Arc::new(created);
             }
@@ -239,6 +334,15 @@ async fn main() -> Result<()> {
             "max ms",
         ],
         &rows,
+    );
+    println!(
+        "\nserver side, per phase (apiserver /metrics: request handling without the client, and each store call):"
+    );
+    print_table(
+        &[
+            "store", "phase", "series", "count", "<=1ms", "<=5ms", "<=10ms", "<=25ms",
+        ],
+        &server_rows,
     );
     println!("\nload average after: {}", load_average());
     Ok(())
