@@ -53,6 +53,9 @@ struct Tracker {
     name: String,
     status: TaskStatus,
     reporter: Reporter,
+    /// This runner has seen the task's container in STARTING or later: if it disappears now,
+    /// it was removed, not "not created yet".
+    seen_container: bool,
 }
 
 impl Tracker {
@@ -114,6 +117,7 @@ async fn run(ctx: RunnerCtx, mut rx: watch::Receiver<Option<Arc<Task>>>) {
         name: name.clone(),
         status: first.status.clone(),
         reporter: ctx.reporter.clone(),
+        seen_container: false,
     };
     let mut last = first;
     let mut removed = false;
@@ -236,8 +240,10 @@ async fn observe(
 ) -> Result<Next, RuntimeError> {
     let state = tr.state();
     let Some(seen) = ctx.rt.inspect(task).await? else {
-        if state == TaskState::Starting {
-            // Not created yet (or lost before it started): prepare again, then start.
+        if state == TaskState::Starting && !tr.seen_container && tr.status.container_id.is_empty() {
+            // Not created yet (a restarted agent resuming a task, say): prepare, then start.
+            // A container that was there and is gone was removed: the task fails below and
+            // is replaced, as in Swarm (a task never gets a second container).
             let assets = ctx.assets.read().unwrap_or_else(|p| p.into_inner()).clone();
             ctx.rt.prepare(task, &assets).await?;
             return Ok(Next::Again);
@@ -250,6 +256,7 @@ async fn observe(
         tr.report(TaskState::Failed, "failed", &err, None);
         return Ok(Next::Again);
     };
+    tr.seen_container = true;
     match seen.status {
         ContainerStatus::Created => {
             ctx.rt.start(task).await?;
@@ -284,5 +291,174 @@ async fn observe(
             Ok(Next::Again)
         }
         ContainerStatus::Other(_) => Ok(Next::Wait),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use swarm_api::TaskSpec;
+
+    use super::*;
+    use crate::runtime::{Managed, NodeInfo};
+
+    /// A runtime whose containers start and then stay `health: starting` (a healthcheck that
+    /// has not passed yet), and can be removed behind the runner's back.
+    #[derive(Default)]
+    struct Scripted {
+        containers: Mutex<HashMap<String, (String, ContainerStatus)>>,
+        created: Mutex<u32>,
+        events: Mutex<Option<broadcast::Sender<RuntimeEvent>>>,
+    }
+
+    impl Scripted {
+        fn sender(&self) -> broadcast::Sender<RuntimeEvent> {
+            self.events
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| broadcast::channel(16).0)
+                .clone()
+        }
+
+        /// `docker rm -f`, and the event Docker sends.
+        fn remove_behind_the_back(&self, task: &str) {
+            self.containers.lock().unwrap().remove(task);
+            let _ = self.sender().send(RuntimeEvent {
+                task: task.into(),
+                exit_code: Some(137),
+            });
+        }
+    }
+
+    #[async_trait]
+    impl Runtime for Scripted {
+        async fn describe(&self) -> Result<NodeInfo, RuntimeError> {
+            Ok(NodeInfo::default())
+        }
+        fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
+            self.sender().subscribe()
+        }
+        async fn list(&self) -> Result<Vec<Managed>, RuntimeError> {
+            Ok(Vec::new())
+        }
+        async fn prepare(&self, task: &Task, _: &Assets) -> Result<(), RuntimeError> {
+            let mut c = self.containers.lock().unwrap();
+            if !c.contains_key(&task.metadata.name) {
+                let mut n = self.created.lock().unwrap();
+                *n += 1;
+                c.insert(
+                    task.metadata.name.clone(),
+                    (format!("c{n}"), ContainerStatus::Created),
+                );
+            }
+            Ok(())
+        }
+        async fn start(&self, task: &Task) -> Result<(), RuntimeError> {
+            if let Some(c) = self.containers.lock().unwrap().get_mut(&task.metadata.name) {
+                c.1 = ContainerStatus::Running;
+            }
+            Ok(())
+        }
+        async fn inspect(&self, task: &Task) -> Result<Option<Observed>, RuntimeError> {
+            Ok(self
+                .containers
+                .lock()
+                .unwrap()
+                .get(&task.metadata.name)
+                .map(|(id, status)| Observed {
+                    id: id.clone(),
+                    status: status.clone(),
+                    exit_code: None,
+                    health: Some(TaskHealth::Starting),
+                    error: String::new(),
+                    ports: Vec::new(),
+                }))
+        }
+        async fn stop(&self, _: &Task) -> Result<(), RuntimeError> {
+            Ok(())
+        }
+        async fn remove(&self, task: &str) -> Result<(), RuntimeError> {
+            self.containers.lock().unwrap().remove(task);
+            Ok(())
+        }
+        async fn prune_networks(&self, _: &BTreeSet<String>) -> Result<(), RuntimeError> {
+            Ok(())
+        }
+    }
+
+    async fn state_becomes(reporter: &Reporter, want: TaskState) -> TaskStatus {
+        let mut seen = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                for (_, _, s) in reporter.take(100) {
+                    if s.state == want {
+                        return s;
+                    }
+                    seen.push(s.state);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        r.unwrap_or_else(|_| panic!("never {want}; saw {seen:?}"))
+    }
+
+    /// A container removed while its task is STARTING (health check not passed yet) fails the
+    /// task; the runner does not create a second container for it.
+    #[tokio::test]
+    async fn a_container_removed_while_starting_fails_the_task() {
+        let rt = Arc::new(Scripted::default());
+        let reporter = Reporter::default();
+        let ctx = RunnerCtx {
+            rt: rt.clone(),
+            reporter: reporter.clone(),
+            assets: Arc::default(),
+        };
+        let mut task = Task::new(
+            "web.1.1",
+            TaskSpec {
+                service: "web".into(),
+                slot: Some(1),
+                ..Default::default()
+            },
+        );
+        task.status.state = TaskState::Assigned;
+        let handle = spawn(ctx, Arc::new(task));
+        state_becomes(&reporter, TaskState::Starting).await;
+        // Started, health still starting.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while rt
+                .containers
+                .lock()
+                .unwrap()
+                .get("web.1.1")
+                .map(|c| c.1.clone())
+                != Some(ContainerStatus::Running)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the container starts");
+        // Let the runner look at the started container once more.
+        let _ = rt.sender().send(RuntimeEvent {
+            task: "web.1.1".into(),
+            exit_code: None,
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        rt.remove_behind_the_back("web.1.1");
+        let failed = state_becomes(&reporter, TaskState::Failed).await;
+        assert_eq!(failed.err, "task: non-zero exit (137): container removed");
+        assert_eq!(
+            *rt.created.lock().unwrap(),
+            1,
+            "a second container was created"
+        );
+        assert!(rt.containers.lock().unwrap().is_empty());
+        handle.join.abort();
     }
 }

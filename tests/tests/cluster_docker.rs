@@ -117,22 +117,19 @@ fn hello_stack_runs_answers_on_every_node_scales_and_replaces_a_removed_containe
         }
     });
 
-    // Scale to 6.
-    c.swarm(&[
-        "service",
-        "scale",
-        "-q",
-        "--timeout",
-        "120s",
-        &format!("{service}=6"),
-    ])
-    .ok();
+    // Scale to 6 (detached: the containers are what this test watches; `stack deploy` above
+    // already waited as a user would).
+    c.swarm(&["service", "scale", "-d", &format!("{service}=6")])
+        .ok();
     let six = wait_containers(&c, &service, 6);
     let on: BTreeSet<&str> = six.iter().map(|c| c.node.as_str()).collect();
     assert!(on.len() > 1, "6 tasks on one node of {nodes:?}: {six:#?}");
 
     // A container removed behind swarm's back: its task fails and a new attempt in the same
     // slot runs, back to 6.
+    // `docker ps` lists the newest first: a task just scaled up, usually still STARTING (its
+    // health check has not passed yet) — where the agent used to create a second container
+    // for the same task instead of failing it.
     let victim = six[0].clone();
     let (ok, _, err) = docker(&["rm", "-f", &victim.id]);
     assert!(ok, "docker rm -f {}: {err}", victim.id);
@@ -171,16 +168,18 @@ fn drained_and_dead_nodes_tasks_move_to_the_others() {
     let mut c = Cluster::start("failover", &["--heartbeat-period", "1s"]);
     let nodes = c.add_agents(3);
     let service = format!("failover{}", std::process::id());
+    // The demo app is PID 1 without a SIGTERM handler: a short grace period keeps each stop
+    // short (the kill after it is what stops it either way).
     c.swarm(&[
         "service",
         "create",
-        "-q",
-        "--timeout",
-        "120s",
+        "-d",
         "--name",
         &service,
         "--replicas",
         "6",
+        "--stop-grace-period",
+        "1s",
         "swarm-examples/hello:1",
     ])
     .ok();
