@@ -9,7 +9,8 @@
 //! one engine; everything the agents create in Docker carries `swarm.node=<node>`, and
 //! dropping the `Cluster` removes those containers and networks (also when the test panicked).
 //! The demo images are built first by `examples/apps/build.sh` if they are missing.
-//! The server's and agents' logs are printed when a test fails (always with `SWARM_E2E_LOGS`
+//! What clusters of killed test runs left behind is swept at the first start (by the pid in
+//! the node names). The server's and agents' logs are printed when a test fails (always with `SWARM_E2E_LOGS`
 //! set; add `-- --nocapture`).
 
 use std::collections::BTreeSet;
@@ -138,6 +139,75 @@ pub fn address_pool() -> String {
     format!("10.{x}.0.0/16")
 }
 
+/// Removes what clusters of test processes that no longer run left behind (a run killed
+/// before its drops ran): containers and networks whose `swarm.node` is `e2e-<test>-<pid>-…`
+/// with no process `<pid>`. Once per process.
+pub fn sweep_leftovers() {
+    static SWEPT: Mutex<bool> = Mutex::new(false);
+    let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+    if *swept {
+        return;
+    }
+    *swept = true;
+    let dead = |node: &str| -> bool {
+        let Some(rest) = node.strip_prefix("e2e-") else {
+            return false;
+        };
+        let parts: Vec<&str> = rest.split('-').collect();
+        match parts
+            .len()
+            .checked_sub(2)
+            .and_then(|i| parts[i].parse::<u32>().ok())
+        {
+            Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            None => false,
+        }
+    };
+    let format = "{{.ID}} {{.Label \"swarm.node\"}}";
+    let (_, containers, _) = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=swarm.node",
+        "--format",
+        format,
+    ]);
+    let ids: Vec<&str> = containers
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, node)| dead(node))
+        .map(|(id, _)| id)
+        .collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(&ids);
+        docker(&args);
+    }
+    let (_, nets, _) = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        "label=swarm.node",
+        "--format",
+        format,
+    ]);
+    for (id, _) in nets
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, node)| dead(node))
+    {
+        docker(&["network", "rm", id]);
+    }
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.strip_prefix("swarm-agent-").is_some_and(dead) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 /// One node: a `swarm-agent` process.
 pub struct Agent {
     pub name: String,
@@ -178,6 +248,7 @@ impl Cluster {
     /// `add_agent`).
     pub fn start(test: &str, extra: &[&str]) -> Cluster {
         build_images();
+        sweep_leftovers();
         let prefix = format!("e2e-{test}-{}", std::process::id());
         // The dispatcher's port is chosen here (the server does not print it); a port taken
         // in between makes the server exit, and another is tried.
