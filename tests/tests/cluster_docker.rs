@@ -88,6 +88,10 @@ fn hello_stack_runs_answers_on_every_node_scales_and_replaces_a_removed_containe
     let three = wait_containers(&c, &service, 3);
     let tasks: BTreeSet<&str> = three.iter().map(|c| c.task.as_str()).collect();
     assert_eq!(tasks.len(), 3, "one container per task: {three:#?}");
+    // The example runs under Docker's init (so a stop does not wait out the grace period).
+    let (ok, init, err) = docker(&["inspect", "--format", "{{.HostConfig.Init}}", &three[0].id]);
+    assert!(ok, "docker inspect: {err}");
+    assert_eq!(init, "true");
 
     // The routing mesh: every node's address answers, and the answers come from more than
     // one task.
