@@ -102,6 +102,10 @@ pub fn admin_conf(data_dir: &std::path::Path) -> PathBuf {
 
 /// Opens the store, binds, and writes `admin.conf` with the real URL.
 pub async fn start(args: &ServerArgs) -> anyhow::Result<Server> {
+    anyhow::ensure!(
+        !args.heartbeat_period.as_std().is_zero(),
+        "--heartbeat-period must be more than 0 (e.g. 1s; the default is 5s)"
+    );
     let opts = ServerOptions {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -227,6 +231,20 @@ mod tests {
             heartbeat_period: swarm_api::Duration::from_secs(5),
             default_addr_pool: swarm_controllers::ipam::subnet::DEFAULT_POOL,
         }
+    }
+
+    #[tokio::test]
+    async fn a_zero_heartbeat_period_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServerArgs {
+            heartbeat_period: swarm_api::Duration::from_secs(0),
+            ..local_args(dir.path())
+        };
+        let err = start(&args).await.err().expect("refused");
+        assert!(
+            err.to_string()
+                .contains("--heartbeat-period must be more than 0")
+        );
     }
 
     #[tokio::test]
