@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use swarm_api::meta::ConditionStatus;
 use swarm_api::{
-    Network, NetworkAttachmentConfig, NetworkSpec, PortConfig, Service, ServiceSpec, Task,
-    TaskSpec, TaskState,
+    EndpointMode, Network, NetworkAttachmentConfig, NetworkSpec, PortConfig, PublishMode, Service,
+    ServiceSpec, Task, TaskSpec, TaskState,
 };
 use swarm_client::Client;
 use swarm_controllers::Options;
@@ -56,6 +56,37 @@ impl Harness {
         let mut n = Network::new(name, NetworkSpec::default());
         n.spec.ipam.subnet = subnet.map(str::to_string);
         self.client.create(&n).await.unwrap();
+    }
+
+    /// The service's VIPs, once it has `n` of them.
+    async fn vips(&self, name: &str, n: usize) -> Vec<(String, String)> {
+        self.until(&format!("{n} VIPs of {name}"), async || {
+            let s = self.client.get::<Service>(name).await.ok()?;
+            let v: Vec<(String, String)> = s
+                .status
+                .virtual_ips
+                .iter()
+                .map(|v| (v.network.clone(), v.addr.clone()))
+                .collect();
+            (v.len() == n && s.status.conditions.iter().any(|c| c.type_ == "Allocated"))
+                .then_some(v)
+        })
+        .await
+    }
+
+    /// The ledger of network `name`, once `pred` holds on it.
+    async fn ledger_when(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&HashMap<String, String>) -> bool,
+    ) -> HashMap<String, String> {
+        self.until(what, async || {
+            let n = self.client.get::<Network>(name).await.ok()?;
+            let l: HashMap<String, String> = n.status.addresses.into_iter().collect();
+            pred(&l).then_some(l)
+        })
+        .await
     }
 
     async fn task(&self, name: &str, networks: &[&str]) {
@@ -155,11 +186,16 @@ async fn two_ipams_racing_never_hand_out_one_address_twice() {
             (s.status.virtual_ips.len() == 2).then_some(s)
         })
         .await;
-    let networks: Vec<Network> = h.all().await;
+    let networks: Vec<Network> = h
+        .until("every subnet, ingress's too", async || {
+            let ns: Vec<Network> = h.all().await;
+            (ns.len() == 8 && ns.iter().all(|n| !n.status.subnet.is_empty())).then_some(ns)
+        })
+        .await;
 
     // Subnets: all different; the user's honoured.
     let subnets: HashSet<&str> = networks.iter().map(|n| n.status.subnet.as_str()).collect();
-    assert_eq!(subnets.len(), 7, "{subnets:?}");
+    assert_eq!(subnets.len(), 8, "{subnets:?}");
     assert!(subnets.contains("10.0.3.0/24"));
 
     // Addresses: one owner each, and every ledger says exactly who holds what.
@@ -311,4 +347,96 @@ async fn published_ports_are_unique_across_services() {
         c.message,
         format!("port 8080/tcp is already published by {}", winners[0])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_publishing_ingress_ports_get_a_vip_on_the_ingress_network() {
+    let h = server().await;
+    h.ipam("ipam");
+    // ipam creates Swarm's ingress network on 10.0.0.0/24; other networks start after it.
+    let ingress = h
+        .until("the ingress network", async || {
+            let n = h.client.get::<Network>("ingress").await.ok()?;
+            (!n.status.subnet.is_empty()).then_some(n)
+        })
+        .await;
+    assert!(ingress.spec.ingress);
+    assert_eq!(ingress.spec.ipam.subnet.as_deref(), Some("10.0.0.0/24"));
+    assert_eq!(ingress.status.gateway, "10.0.0.1");
+    h.network("front", None).await;
+
+    // Publishes through the mesh: a VIP on its own network and one on ingress.
+    h.service("web", &["front"], vec![port(80, Some(8080))])
+        .await;
+    // Host-mode ports only, or none: no ingress VIP.
+    let mut host = port(81, Some(8081));
+    host.publish_mode = PublishMode::Host;
+    h.service("host", &["front"], vec![host.clone()]).await;
+    h.service("quiet", &["front"], vec![]).await;
+    // dnsrr with host-mode ports: no VIP anywhere.
+    let mut s = Service::new("rr", ServiceSpec::default());
+    s.spec.task_template.container.image = "swarm-examples/hello:1".into();
+    s.spec.task_template.networks = vec![NetworkAttachmentConfig {
+        target: "front".into(),
+        ..Default::default()
+    }];
+    s.spec.endpoint.mode = EndpointMode::Dnsrr;
+    s.spec.endpoint.ports = vec![host.clone()];
+    s.spec.endpoint.ports[0].published_port = Some(8082);
+    h.client.create(&s).await.unwrap();
+    // A dnsrr service may not publish through the mesh at all: the API refuses it.
+    let mut bad = s.clone();
+    bad.metadata.name = "rr-mesh".into();
+    bad.spec.endpoint.ports = vec![port(80, Some(8083))];
+    let err = h.client.create(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("dnsrr"), "{err}");
+
+    let web = h.vips("web", 2).await;
+    assert_eq!(web[0].0, "front");
+    assert!(web[0].1.starts_with("10.0.1."), "{web:?}");
+    assert_eq!(web[1], ("ingress".to_string(), "10.0.0.2/24".to_string()));
+    assert_eq!(h.vips("host", 1).await[0].0, "front");
+    assert_eq!(h.vips("quiet", 1).await[0].0, "front");
+    assert!(h.vips("rr", 0).await.is_empty());
+    h.ledger_when("ingress", "web's ingress VIP in the ledger", |l| {
+        l.len() == 1 && l.get("10.0.0.2").map(String::as_str) == Some("service/web")
+    })
+    .await;
+
+    // A second publisher; then web stops publishing through the mesh, and the second goes.
+    h.service("api", &[], vec![port(80, Some(9090))]).await;
+    assert_eq!(
+        h.vips("api", 1).await[0],
+        ("ingress".to_string(), "10.0.0.3/24".to_string())
+    );
+    let mut w = h.client.get::<Service>("web").await.unwrap();
+    w.spec.endpoint.ports = vec![host];
+    h.client.replace(&w).await.unwrap();
+    assert_eq!(h.vips("web", 1).await[0].0, "front");
+    h.client.delete::<Service>("api", None).await.unwrap();
+    let l = h
+        .ledger_when("ingress", "both ingress VIPs released", |l| l.is_empty())
+        .await;
+    assert!(l.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_network_the_user_made_is_kept() {
+    let h = server().await;
+    // Made before ipam starts, on a subnet of the user's choosing.
+    let mut mine = Network::new("ingress", NetworkSpec::default());
+    mine.spec.ingress = true;
+    mine.spec.ipam.subnet = Some("10.99.0.0/24".into());
+    h.client.create(&mine).await.unwrap();
+    h.ipam("ipam");
+    h.service("web", &[], vec![port(80, Some(8080))]).await;
+    assert_eq!(
+        h.vips("web", 1).await[0],
+        ("ingress".to_string(), "10.99.0.2/24".to_string())
+    );
+    let n = h.client.get::<Network>("ingress").await.unwrap();
+    assert_eq!(n.spec, mine.spec, "left as the user made it");
+    assert_eq!(n.status.subnet, "10.99.0.0/24");
+    let nets: Vec<Network> = h.all().await;
+    assert_eq!(nets.len(), 1, "no second ingress network");
 }

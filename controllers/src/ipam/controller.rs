@@ -23,12 +23,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::ledger::{Owner, parse_owner};
 use super::plan::{self, TaskPlan};
-use super::{ALLOCATED, ports, subnet};
+use super::{ALLOCATED, ingress, ports, subnet};
 use crate::Options;
 use crate::placement::batch::{self, OpError, revision};
 
 /// The key that sends the queued NEW → PENDING writes.
 pub const FLUSH: &str = "~flush";
+
+/// The key that makes sure an ingress network exists (queued once when ipam starts).
+pub const INGRESS: &str = "~ingress";
 
 /// SwarmKit's message for a task that has its resources.
 pub const PENDING_MESSAGE: &str = "pending task scheduling";
@@ -158,9 +161,11 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Task>, Arc<Ctx>
                 .map(|t| t.metadata.name.clone()),
         );
         keys.extend(
-            s2.filter(|s| uses(&s.spec.task_template.networks))
-                .iter()
-                .map(|s| service_key(&s.metadata.name)),
+            s2.filter(|s| {
+                uses(&s.spec.task_template.networks) || (n.spec.ingress && ingress::publishes(s))
+            })
+            .iter()
+            .map(|s| service_key(&s.metadata.name)),
         );
         keys
     });
@@ -208,6 +213,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Task>, Arc<Ctx>
         to_pending: Mutex::new(HashMap::new()),
         pool: opts.default_addr_pool,
     });
+    c.trigger().enqueue(INGRESS);
     (c, ctx)
 }
 
@@ -220,6 +226,8 @@ pub async fn run(client: Client, opts: Options, stop: CancellationToken) {
 pub async fn reconcile(key: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if key == FLUSH {
         flush(&ctx).await
+    } else if key == INGRESS {
+        ensure_ingress(&ctx).await
     } else if let Some(n) = key.strip_prefix("network/") {
         reconcile_network(n, &ctx).await
     } else if let Some(s) = key.strip_prefix("service/") {
@@ -293,6 +301,32 @@ fn claims(
         }
     }
     (blocks, ports_taken)
+}
+
+/// Creates `ingress` unless a network is marked ingress already (see `ingress`).
+async fn ensure_ingress(ctx: &Ctx) -> Result<Action, Error> {
+    if let Some(n) = ingress::find(&ctx.networks.state()) {
+        tracing::debug!(network = %n.metadata.name, "ingress network present");
+        return Ok(Action::await_change());
+    }
+    if ctx.networks.get(ingress::NAME).is_some() {
+        tracing::warn!(
+            "network {:?} exists but is not marked ingress: services publishing ports in \
+             ingress mode get no ingress VIP until a network is marked ingress",
+            ingress::NAME
+        );
+        return Ok(Action::await_change());
+    }
+    let (blocks, _) = claims(ctx);
+    let net = ingress::network(ctx.pool, &blocks);
+    match ctx.client.create(&net).await {
+        Ok(_) => {
+            tracing::info!(subnet = ?net.spec.ipam.subnet, "created the ingress network");
+            Ok(Action::await_change())
+        }
+        Err(e) if e.is_already_exists() => Ok(Action::await_change()),
+        Err(e) => Err(api("creating the ingress network")(e)),
+    }
 }
 
 async fn reconcile_network(name: &str, ctx: &Ctx) -> Result<Action, Error> {
@@ -496,19 +530,36 @@ async fn reconcile_service(name: &str, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
     let (_, port_markers) = claims(ctx);
-    let targets: BTreeSet<String> = svc
+    let ingress_net = ingress::publishes(&svc)
+        .then(|| ingress::find(&ctx.networks.state()).map(|n| n.metadata.name.clone()))
+        .flatten();
+    let mut targets: BTreeSet<String> = svc
         .spec
         .task_template
         .networks
         .iter()
         .map(|n| n.target.clone())
         .collect();
+    targets.extend(ingress_net.clone());
     let locks: Vec<_> = targets.iter().map(|n| ctx.lock_of(n)).collect();
     let mut guards = Vec::new();
     for l in &locks {
         guards.push(l.lock().await);
     }
-    let plan = plan::plan_service(&svc, |n| ctx.network(n), &port_markers);
+    let plan = plan::plan_service(
+        &svc,
+        |n| ctx.network(n),
+        ingress_net.as_deref(),
+        &port_markers,
+    );
+    // VIPs the service no longer needs: their ledgers release them once it is written.
+    let dropped: Vec<String> = svc
+        .status
+        .virtual_ips
+        .iter()
+        .filter(|v| !plan.vips.contains(v))
+        .map(|v| v.network.clone())
+        .collect();
     let mut out = (*svc).clone();
     out.status.virtual_ips = plan.vips.clone();
     out.status.ports = plan.ports.clone();
@@ -560,6 +611,9 @@ async fn reconcile_service(name: &str, ctx: &Ctx) -> Result<Action, Error> {
                 if let Ok(n) = serde_json::from_value::<Network>(v.clone()) {
                     ctx.remember(n);
                 }
+            }
+            for n in dropped {
+                ctx.trigger.enqueue(network_key(&n));
             }
             Ok(Action::await_change())
         }

@@ -1,5 +1,5 @@
 //! ipam: subnets for networks, VIPs and published ports for services, addresses for tasks
-//! (NEW → PENDING once every attachment has an address).
+//! (NEW → PENDING once every attachment has an address), and the ingress network (`ingress`).
 //!
 //! Race safety (two ipam processes, or an ipam that lost its lease but has not noticed): every
 //! allocation is recorded where the store settles races, in the same `POST /v1/transactions`
@@ -22,6 +22,7 @@
 //! The decisions are pure (`subnet`, `ledger`, `ports`, `plan`); `controller` does the I/O.
 
 pub mod controller;
+pub mod ingress;
 pub mod ledger;
 pub mod plan;
 pub mod ports;

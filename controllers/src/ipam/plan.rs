@@ -146,10 +146,12 @@ pub struct ServicePlan {
     pub problems: Vec<String>,
 }
 
-/// `port_markers`: every port marker, (protocol, port) → holder.
+/// `ingress`: the ingress network in use, if any; `port_markers`: every port marker,
+/// (protocol, port) → holder.
 pub fn plan_service(
     svc: &Service,
     network: impl Fn(&str) -> Option<Arc<Network>>,
+    ingress: Option<&str>,
     port_markers: &HashMap<(PortProtocol, u16), String>,
 ) -> ServicePlan {
     let mut plan = ServicePlan::default();
@@ -157,34 +159,42 @@ pub fn plan_service(
         return plan;
     }
     let owner = service_owner(&svc.metadata.name);
-    if svc.spec.endpoint.mode == EndpointMode::Vip {
-        for name in targets(&svc.spec.task_template.networks) {
-            if let Some(v) = svc.status.virtual_ips.iter().find(|v| v.network == name) {
-                plan.vips.push(v.clone());
-                continue;
-            }
-            let net = network(name);
-            if let Some(why) = not_ready(name, net.as_deref()) {
-                plan.problems.push(why);
-                continue;
-            }
-            let Some(mut net) = net.map(|n| (*n).clone()) else {
-                continue;
-            };
-            let Some(ip) = AddressPool::of(&net).and_then(|mut p| p.allocate().map(|ip| (p, ip)))
-            else {
-                plan.problems
-                    .push(format!("no address left on network {name:?} for the VIP"));
-                continue;
-            };
-            let (pool, ip) = ip;
-            net.status.addresses.insert(ip.to_string(), owner.clone());
-            plan.vips.push(VirtualIp {
-                network: name.to_string(),
-                addr: pool.cidr(ip),
-            });
-            plan.networks.push(net);
+    // One VIP per attached network (vip mode), plus one on ingress for ingress-mode ports.
+    let mut vip_networks = match svc.spec.endpoint.mode {
+        EndpointMode::Vip => targets(&svc.spec.task_template.networks),
+        EndpointMode::Dnsrr => Vec::new(),
+    };
+    match super::ingress::vip_network(svc, ingress) {
+        Ok(Some(n)) if !vip_networks.contains(&n) => vip_networks.push(n),
+        Ok(_) => {}
+        Err(why) => plan.problems.push(why),
+    }
+    for name in vip_networks {
+        if let Some(v) = svc.status.virtual_ips.iter().find(|v| v.network == name) {
+            plan.vips.push(v.clone());
+            continue;
         }
+        let net = network(name);
+        if let Some(why) = not_ready(name, net.as_deref()) {
+            plan.problems.push(why);
+            continue;
+        }
+        let Some(mut net) = net.map(|n| (*n).clone()) else {
+            continue;
+        };
+        let Some(ip) = AddressPool::of(&net).and_then(|mut p| p.allocate().map(|ip| (p, ip)))
+        else {
+            plan.problems
+                .push(format!("no address left on network {name:?} for the VIP"));
+            continue;
+        };
+        let (pool, ip) = ip;
+        net.status.addresses.insert(ip.to_string(), owner.clone());
+        plan.vips.push(VirtualIp {
+            network: name.to_string(),
+            addr: pool.cidr(ip),
+        });
+        plan.networks.push(net);
     }
     let me = ports::holder(svc);
     let mut taken: HashSet<(PortProtocol, u16)> = port_markers
@@ -406,13 +416,16 @@ mod tests {
 
     #[test]
     fn a_service_gets_a_vip_and_ports() {
-        let a = network("a", "10.0.0.0/24");
+        let a = network("a", "10.0.1.0/24");
+        let ingress = network("ingress", "10.0.0.0/24");
+        let lookup = |n: &str| Some(if n == "ingress" { &ingress } else { &a }.clone());
         let mut markers = HashMap::new();
         markers.insert((PortProtocol::Tcp, 30000), "Service/other/u9".to_string());
         let svc = service(vec![port(80, None), port(443, Some(8443))]);
-        let plan = plan_service(&svc, |_| Some(a.clone()), &markers);
-        assert_eq!(plan.vips[0].addr, "10.0.0.2/24");
-        assert_eq!(plan.networks[0].status.addresses["10.0.0.2"], "service/web");
+        let plan = plan_service(&svc, lookup, Some("ingress"), &markers);
+        assert_eq!(plan.vips[0].addr, "10.0.1.2/24");
+        assert_eq!(plan.networks[0].status.addresses["10.0.1.2"], "service/web");
+        assert_eq!(plan.vips[1].addr, "10.0.0.2/24", "the ingress VIP");
         assert_eq!(plan.ports[0].published_port, Some(30001));
         assert_eq!(plan.ports[1].published_port, Some(8443));
         assert_eq!(
@@ -428,11 +441,52 @@ mod tests {
         markers.insert((PortProtocol::Tcp, 30001), "Service/web/u1".into());
         markers.insert((PortProtocol::Tcp, 8443), "Service/web/u1".into());
         markers.insert((PortProtocol::Tcp, 9999), "Service/web/u1".into());
-        let again = plan_service(&svc, |_| Some(a.clone()), &markers);
+        let again = plan_service(&svc, lookup, Some("ingress"), &markers);
         assert!(again.networks.is_empty());
         assert!(again.claim.is_empty());
         assert_eq!(again.ports, plan.ports);
         assert_eq!(again.release, vec!["ipam-port-tcp-9999".to_string()]);
+    }
+
+    #[test]
+    fn ingress_ports_get_an_ingress_vip_until_they_go() {
+        let a = network("a", "10.0.1.0/24");
+        let ingress = network("ingress", "10.0.0.0/24");
+        let lookup = |n: &str| match n {
+            "a" => Some(a.clone()),
+            "ingress" => Some(ingress.clone()),
+            _ => None,
+        };
+        let mut svc = service(vec![port(80, Some(8080))]);
+        let plan = plan_service(&svc, lookup, Some("ingress"), &HashMap::new());
+        let vips: Vec<(&str, &str)> = plan
+            .vips
+            .iter()
+            .map(|v| (v.network.as_str(), v.addr.as_str()))
+            .collect();
+        assert_eq!(vips, [("a", "10.0.1.2/24"), ("ingress", "10.0.0.2/24")]);
+        assert_eq!(plan.networks[1].status.addresses["10.0.0.2"], "service/web");
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+
+        // Host-mode ports only: the ingress VIP goes (its ledger entry is then released).
+        svc.status.virtual_ips = plan.vips.clone();
+        svc.spec.endpoint.ports[0].publish_mode = PublishMode::Host;
+        let plan = plan_service(&svc, lookup, Some("ingress"), &HashMap::new());
+        assert_eq!(plan.vips.len(), 1);
+        assert_eq!(plan.vips[0].network, "a");
+
+        // No ingress network: said on the service, the other VIPs still allocated.
+        svc.spec.endpoint.ports[0].publish_mode = PublishMode::Ingress;
+        svc.status.virtual_ips.clear();
+        let plan = plan_service(&svc, lookup, None, &HashMap::new());
+        assert_eq!(plan.vips.len(), 1);
+        assert!(plan.problems[0].contains("no ingress network"));
+
+        // dnsrr: no VIP at all, and ingress ports are refused.
+        svc.spec.endpoint.mode = EndpointMode::Dnsrr;
+        let plan = plan_service(&svc, lookup, Some("ingress"), &HashMap::new());
+        assert!(plan.vips.is_empty());
+        assert!(plan.problems[0].contains("dnsrr"), "{:?}", plan.problems);
     }
 
     #[test]
@@ -441,7 +495,8 @@ mod tests {
         markers.insert((PortProtocol::Tcp, 8080), "Service/other/u9".to_string());
         let mut svc = service(vec![port(80, Some(8080))]);
         svc.spec.task_template.networks.clear();
-        let plan = plan_service(&svc, |_| None, &markers);
+        let ingress = network("ingress", "10.0.0.0/24");
+        let plan = plan_service(&svc, |_| Some(ingress.clone()), Some("ingress"), &markers);
         assert_eq!(
             plan.problems,
             vec!["port 8080/tcp is already published by other".to_string()]

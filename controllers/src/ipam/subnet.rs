@@ -103,7 +103,8 @@ pub fn blocks_of(subnet: Ipv4Net) -> Vec<Ipv4Net> {
 }
 
 /// Chooses the subnet of `network` given the blocks already claimed (block → holder); a
-/// network that asks for none gets the first free /24 of `pool`. Blocks held by `network`
+/// network that asks for none gets the first free /24 of `pool` (the first of all is the
+/// ingress network's). Blocks held by `network`
 /// itself count as free, so a retry after a lost race is idempotent.
 pub fn choose(
     network: &Network,
@@ -135,11 +136,16 @@ pub fn choose(
             }
             net
         }
-        None => pool
-            .subnets(BLOCK_PREFIX)
-            .map_err(|_| SubnetError::Exhausted(pool))?
-            .find(|b| free(b))
-            .ok_or(SubnetError::Exhausted(pool))?,
+        None => {
+            // The pool's first /24 is kept for the ingress network (see `ingress`).
+            let kept = (!network.spec.ingress)
+                .then(|| super::ingress::default_subnet(pool))
+                .flatten();
+            pool.subnets(BLOCK_PREFIX)
+                .map_err(|_| SubnetError::Exhausted(pool))?
+                .find(|b| free(b) && Some(*b) != kept)
+                .ok_or(SubnetError::Exhausted(pool))?
+        }
     };
     let gateway = match &ipam.gateway {
         Some(g) => {
@@ -178,14 +184,19 @@ mod tests {
     }
 
     #[test]
-    fn default_subnets_are_consecutive_24s() {
+    fn default_subnets_are_consecutive_24s_after_the_ingress_one() {
         let mut claimed = HashMap::new();
         let a = choose(&net("a", None), &claimed, DEFAULT_POOL).unwrap();
-        assert_eq!(a.subnet.to_string(), "10.0.0.0/24");
-        assert_eq!(a.gateway.to_string(), "10.0.0.1");
+        assert_eq!(a.subnet.to_string(), "10.0.1.0/24");
+        assert_eq!(a.gateway.to_string(), "10.0.1.1");
         claimed.insert(a.blocks[0], holder(&net("a", None)));
         let b = choose(&net("b", None), &claimed, DEFAULT_POOL).unwrap();
-        assert_eq!(b.subnet.to_string(), "10.0.1.0/24");
+        assert_eq!(b.subnet.to_string(), "10.0.2.0/24");
+        // 10.0.0.0/24 is the ingress network's, whether asked for or not.
+        let mut ingress = net("ingress", None);
+        ingress.spec.ingress = true;
+        let i = choose(&ingress, &claimed, DEFAULT_POOL).unwrap();
+        assert_eq!(i.subnet.to_string(), "10.0.0.0/24");
         // Idempotent for the holder itself.
         assert_eq!(choose(&net("a", None), &claimed, DEFAULT_POOL).unwrap(), a);
     }
@@ -232,8 +243,12 @@ mod tests {
     fn another_pool_is_cut_the_same_way() {
         let pool: Ipv4Net = "10.77.0.0/16".parse().unwrap();
         let a = choose(&net("a", None), &HashMap::new(), pool).unwrap();
-        assert_eq!(a.subnet.to_string(), "10.77.0.0/24");
-        assert_eq!(a.gateway.to_string(), "10.77.0.1");
+        assert_eq!(a.subnet.to_string(), "10.77.1.0/24");
+        assert_eq!(a.gateway.to_string(), "10.77.1.1");
+        // A pool of one /24 keeps nothing apart.
+        let one: Ipv4Net = "192.168.5.0/24".parse().unwrap();
+        let only = choose(&net("a", None), &HashMap::new(), one).unwrap();
+        assert_eq!(only.subnet, one);
         let tiny: Ipv4Net = "192.168.5.0/24".parse().unwrap();
         let claimed = HashMap::from([(tiny, "Network/x/1".to_string())]);
         let err = choose(&net("b", None), &claimed, tiny).unwrap_err();
