@@ -130,6 +130,12 @@ impl Harness {
             let snap = Snapshot::read(&self.client).await.unwrap();
             let broken = check(&snap);
             assert!(broken.is_empty(), "invariants broken: {broken:#?}");
+            // Judged before this round's failures: the snapshot returned has every failure
+            // that led to the state `pred` saw (those of earlier rounds).
+            let svc = self.client.get::<Service>("web").await.unwrap();
+            if pred(&snap, &svc) {
+                return (snap, svc);
+            }
             for t in &snap.tasks {
                 if t.spec.template.container.image == image
                     && t.metadata.annotations.contains_key(UPDATE_ANNOTATION)
@@ -138,10 +144,6 @@ impl Harness {
                 {
                     self.sim.fail_task(&t.metadata.name).await.unwrap();
                 }
-            }
-            let svc = self.client.get::<Service>("web").await.unwrap();
-            if pred(&snap, &svc) {
-                return (snap, svc);
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
