@@ -261,7 +261,8 @@ pub fn check_at_rest(s: &Snapshot) -> Vec<Violation> {
                 }
             }
             ServiceMode::Global {} => {
-                let constraints = &svc.spec.task_template.placement.constraints;
+                let constraints = eligible::parse(&svc.spec.task_template.placement.constraints);
+                let constraints = constraints.as_deref();
                 for n in &s.nodes {
                     let here = running
                         .iter()

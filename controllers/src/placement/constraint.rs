@@ -4,7 +4,79 @@
 
 use std::net::IpAddr;
 
+use swarm_api::{Node, NodeRole};
+
 use super::node::NodeView;
+
+/// What a constraint reads from a node: placement's flattened `NodeView`, or the `Node`
+/// object itself (replication decides where global tasks exist with the same matcher).
+pub trait NodeFacts {
+    fn id(&self) -> &str;
+    fn hostname(&self) -> &str;
+    fn role(&self) -> &str;
+    fn addr(&self) -> &str;
+    fn os(&self) -> &str;
+    fn arch(&self) -> &str;
+    fn label(&self, key: &str) -> Option<&str>;
+    fn engine_label(&self, key: &str) -> Option<&str>;
+}
+
+impl NodeFacts for NodeView {
+    fn id(&self) -> &str {
+        &self.name
+    }
+    fn hostname(&self) -> &str {
+        &self.hostname
+    }
+    fn role(&self) -> &str {
+        self.role
+    }
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+    fn os(&self) -> &str {
+        &self.os
+    }
+    fn arch(&self) -> &str {
+        &self.arch
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+    fn engine_label(&self, key: &str) -> Option<&str> {
+        self.engine_labels.get(key).map(String::as_str)
+    }
+}
+
+impl NodeFacts for Node {
+    fn id(&self) -> &str {
+        &self.metadata.name
+    }
+    fn hostname(&self) -> &str {
+        &self.status.hostname
+    }
+    fn role(&self) -> &str {
+        match self.spec.role {
+            NodeRole::Worker => "worker",
+            NodeRole::Manager => "manager",
+        }
+    }
+    fn addr(&self) -> &str {
+        &self.status.addr
+    }
+    fn os(&self) -> &str {
+        &self.status.platform.os
+    }
+    fn arch(&self) -> &str {
+        &self.status.platform.architecture
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.spec.labels.get(key).map(String::as_str)
+    }
+    fn engine_label(&self, key: &str) -> Option<&str> {
+        self.status.engine.labels.get(key).map(String::as_str)
+    }
+}
 
 /// What a constraint looks at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,21 +156,16 @@ impl Constraint {
         list.iter().map(|s| Constraint::parse(s)).collect()
     }
 
-    pub fn matches(&self, node: &NodeView) -> bool {
+    pub fn matches<N: NodeFacts + ?Sized>(&self, node: &N) -> bool {
         let hit = match &self.key {
-            ConstraintKey::NodeId => eq_ci(&node.name, &self.value),
-            ConstraintKey::NodeHostname => eq_ci(&node.hostname, &self.value),
-            ConstraintKey::NodeRole => eq_ci(node.role, &self.value),
-            ConstraintKey::NodeIp => ip_matches(&node.addr, &self.value),
-            ConstraintKey::NodePlatformOs => eq_ci(&node.os, &self.value),
-            ConstraintKey::NodePlatformArch => eq_ci(&node.arch, &self.value),
-            ConstraintKey::NodeLabel(k) => {
-                eq_ci(node.labels.get(k).map_or("", String::as_str), &self.value)
-            }
-            ConstraintKey::EngineLabel(k) => eq_ci(
-                node.engine_labels.get(k).map_or("", String::as_str),
-                &self.value,
-            ),
+            ConstraintKey::NodeId => eq_ci(node.id(), &self.value),
+            ConstraintKey::NodeHostname => eq_ci(node.hostname(), &self.value),
+            ConstraintKey::NodeRole => eq_ci(node.role(), &self.value),
+            ConstraintKey::NodeIp => ip_matches(node.addr(), &self.value),
+            ConstraintKey::NodePlatformOs => eq_ci(node.os(), &self.value),
+            ConstraintKey::NodePlatformArch => eq_ci(node.arch(), &self.value),
+            ConstraintKey::NodeLabel(k) => eq_ci(node.label(k).unwrap_or(""), &self.value),
+            ConstraintKey::EngineLabel(k) => eq_ci(node.engine_label(k).unwrap_or(""), &self.value),
         };
         hit == self.equal
     }

@@ -47,7 +47,8 @@ pub fn plan(svc: &Service, tasks: &[&Arc<Task>], inp: &Inputs, job: bool) -> Pla
             plan.writes.push(stop(t));
         }
     }
-    let constraints = &svc.spec.task_template.placement.constraints;
+    let constraints = eligible::parse(&svc.spec.task_template.placement.constraints);
+    let constraints = constraints.as_deref();
     // Tasks on nodes that no longer exist.
     for (node, ts) in &by_node {
         if !inp.nodes.contains_key(*node) {
