@@ -2,12 +2,14 @@
 //! container runtime (Docker, or a simulated one for scale tests).
 //!
 //! * `session` — the gRPC session: register, heartbeat, assignment stream, status batches;
+//! * `credentials` — the node certificate for mutual TLS, joined for once and renewed;
 //! * `worker` — assignments applied to one runner per task, adoption and cleanup;
 //! * `runner` — one task's state machine over the runtime;
 //! * `mesh` — the routing mesh: published ports forwarded to running tasks on any node;
 //! * `reporter` — status reports waiting to be sent, latest wins;
 //! * `runtime` — the `Runtime` trait and its `docker` and `sim` backends.
 
+pub mod credentials;
 pub mod mesh;
 pub mod reporter;
 pub mod runner;
@@ -46,6 +48,18 @@ pub struct AgentOptions {
     pub sim: SimOptions,
     /// With the sim runtime: how many hollow nodes this process runs.
     pub sim_nodes: usize,
+    /// Mutual TLS with the dispatcher (a cluster made by `swarm init`/`swarm server`);
+    /// `None`: plain gRPC, for dispatchers running without TLS.
+    pub tls: Option<TlsJoin>,
+}
+
+/// How a node gets and keeps its certificate.
+#[derive(Clone, Debug)]
+pub struct TlsJoin {
+    /// The apiserver (`https://ADDR:PORT`): joins and renewals go there.
+    pub api_url: String,
+    /// The join token, used when the node has no certificate yet (first start).
+    pub token: Option<String>,
 }
 
 impl AgentOptions {
@@ -58,6 +72,7 @@ impl AgentOptions {
             node_name: None,
             sim: SimOptions::default(),
             sim_nodes: 1,
+            tls: None,
         }
     }
 }
@@ -74,6 +89,69 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error("node {node}: {source}")]
+    Join {
+        node: String,
+        #[source]
+        source: swarm_client::join::JoinError,
+    },
+    #[error(
+        "node {node} has no certificate in {dir} and no join token was given: join the cluster first (`swarm join --token TOKEN ADDR:PORT`)"
+    )]
+    NotJoined { node: String, dir: PathBuf },
+}
+
+/// The node's credentials in `dir`, joining with the token first when there are none yet.
+async fn credentials(
+    tls: &TlsJoin,
+    dir: &std::path::Path,
+    wanted_name: &str,
+) -> Result<credentials::SharedCredentials, AgentError> {
+    use swarm_client::join::{self, NodeCredentials};
+    let join_err = |source| AgentError::Join {
+        node: wanted_name.to_string(),
+        source,
+    };
+    if NodeCredentials::load(dir).is_err() {
+        let Some(token) = &tls.token else {
+            return Err(AgentError::NotJoined {
+                node: wanted_name.to_string(),
+                dir: dir.to_path_buf(),
+            });
+        };
+        let creds = join::join(&tls.api_url, token, wanted_name)
+            .await
+            .map_err(join_err)?;
+        creds.save(dir).map_err(join_err)?;
+        tracing::info!(node = %creds.identity.id, role = %creds.identity.role, "joined the cluster");
+    }
+    credentials::SharedCredentials::load(dir).map_err(join_err)
+}
+
+/// Starts the renewal of `creds` in the background.
+fn keep_renewed(
+    tls: &TlsJoin,
+    dir: &std::path::Path,
+    creds: &credentials::SharedCredentials,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let opts = credentials::TlsOptions {
+        dir: dir.to_path_buf(),
+        api_url: tls.api_url.clone(),
+    };
+    tokio::spawn(credentials::renew_forever(
+        opts,
+        creds.clone(),
+        shutdown.clone(),
+    ));
+}
+
+/// The directory of a node's credentials inside the agent's data dir.
+fn pki_dir(data_dir: &std::path::Path, node: Option<&str>) -> PathBuf {
+    match node {
+        Some(n) => data_dir.join("nodes").join(n).join("pki"),
+        None => data_dir.join("pki"),
+    }
 }
 
 /// The local address that routes to `manager` (no packet is sent).
@@ -105,6 +183,15 @@ fn node_name(opts: &AgentOptions, fallback: &str) -> Result<String, AgentError> 
     Ok(name)
 }
 
+/// Keeps `name` as the node's name in the data dir.
+fn remember_node_name(opts: &AgentOptions, name: &str) -> Result<(), AgentError> {
+    let file = opts.data_dir.join("node-name");
+    std::fs::write(&file, name).map_err(|source| AgentError::DataDir {
+        path: file.clone(),
+        source,
+    })
+}
+
 /// Runs the agent until `shutdown` flips to `true`.
 pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
     let advertise = opts
@@ -115,10 +202,23 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
     match opts.runtime {
         RuntimeKind::Docker => {
             let host = hostname_fallback();
-            let name = node_name(&opts, &host)?;
+            let mut name = node_name(&opts, &host)?;
+            let tls = match &opts.tls {
+                Some(t) => {
+                    let dir = pki_dir(&opts.data_dir, None);
+                    let creds = credentials(t, &dir, &name).await?;
+                    keep_renewed(t, &dir, &creds, &shutdown);
+                    // The certificate names the node; keep that name for next time.
+                    name = creds.node_name();
+                    remember_node_name(&opts, &name)?;
+                    Some(creds)
+                }
+                None => None,
+            };
             let rt = runtime::docker::DockerRuntime::connect(&name, &opts.data_dir).await?;
             let cfg = NodeConfig {
                 manager: opts.manager.clone(),
+                tls,
                 node_name: name,
                 advertise_addr: advertise,
                 mesh: true,
@@ -142,17 +242,33 @@ async fn run_sim(
     advertise: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
-    let endpoint = session::endpoint(&opts.manager)?;
+    let endpoint = session::endpoint(&opts.manager, None)?;
     let mut channel = None;
     let mut nodes = Vec::new();
     for i in 0..opts.sim_nodes.max(1) {
-        if i % NODES_PER_CONNECTION == 0 {
-            channel = Some(endpoint.connect_lazy());
-        }
-        let name = format!("{prefix}-{i:04}");
+        let mut name = format!("{prefix}-{i:04}");
+        // Over TLS each node has its own certificate, hence its own connection; without,
+        // nodes share connections.
+        let tls = match &opts.tls {
+            Some(t) => {
+                let dir = pki_dir(&opts.data_dir, Some(&name));
+                let creds = credentials(t, &dir, &name).await?;
+                keep_renewed(t, &dir, &creds, &shutdown);
+                name = creds.node_name();
+                channel = None;
+                Some(creds)
+            }
+            None => {
+                if i % NODES_PER_CONNECTION == 0 {
+                    channel = Some(endpoint.connect_lazy());
+                }
+                None
+            }
+        };
         let rt: Arc<dyn Runtime> = Arc::new(SimRuntime::new(&name, opts.sim.clone()));
         let cfg = NodeConfig {
             manager: opts.manager.clone(),
+            tls,
             node_name: name,
             advertise_addr: advertise.to_string(),
             mesh: false,

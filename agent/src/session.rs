@@ -29,8 +29,11 @@ const MAX_MESSAGE: usize = 8 * 1024 * 1024;
 /// Who this node is and where its manager is.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// `http://host:port` of the dispatcher.
+    /// `host:port` (or a URL) of the dispatcher.
     pub manager: String,
+    /// The node's certificate for mutual TLS with the dispatcher (`None`: plain gRPC, for
+    /// dispatchers running without TLS).
+    pub tls: Option<crate::credentials::SharedCredentials>,
     pub node_name: String,
     pub advertise_addr: String,
     /// Run the routing mesh on the advertise address.
@@ -51,21 +54,31 @@ pub enum SessionError {
     StreamEnded,
 }
 
-/// The dispatcher endpoint for `manager` (`host:port` or a URL).
-pub fn endpoint(manager: &str) -> Result<Endpoint, SessionError> {
-    let url = if manager.contains("://") {
-        manager.to_string()
-    } else {
-        format!("http://{manager}")
+/// The dispatcher endpoint for `manager` (`host:port` or a URL): over mutual TLS with `tls`.
+pub fn endpoint(
+    manager: &str,
+    tls: Option<&crate::credentials::SharedCredentials>,
+) -> Result<Endpoint, SessionError> {
+    let hostport = manager.split("://").last().unwrap_or(manager);
+    let url = match tls {
+        Some(_) => format!("https://{hostport}"),
+        None if manager.contains("://") => manager.to_string(),
+        None => format!("http://{hostport}"),
     };
-    Endpoint::from_shared(url.clone())
-        .map(|e| {
-            e.connect_timeout(Duration::from_secs(5))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_while_idle(true)
-        })
-        .map_err(|source| SessionError::Connect { addr: url, source })
+    let err = |source| SessionError::Connect {
+        addr: url.clone(),
+        source,
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .map_err(err)?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    if let Some(creds) = tls {
+        endpoint = endpoint.tls_config(creds.tls_config()).map_err(err)?;
+    }
+    Ok(endpoint)
 }
 
 fn description(info: &NodeInfo, cfg: &NodeConfig) -> NodeDescription {
@@ -146,15 +159,13 @@ async fn session(
 ) -> Result<(), SessionError> {
     let channel = match channel {
         Some(c) => c,
-        None => {
-            endpoint(&cfg.manager)?
-                .connect()
-                .await
-                .map_err(|source| SessionError::Connect {
-                    addr: cfg.manager.clone(),
-                    source,
-                })?
-        }
+        None => endpoint(&cfg.manager, cfg.tls.as_ref())?
+            .connect()
+            .await
+            .map_err(|source| SessionError::Connect {
+                addr: cfg.manager.clone(),
+                source,
+            })?,
     };
     let mut client = DispatcherClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)

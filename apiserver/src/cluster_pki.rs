@@ -200,9 +200,24 @@ impl ClusterPki {
     /// Issues the admin's client certificate into `dir` (`admin.crt`, `admin.key`) and
     /// returns their paths.
     pub fn write_admin_credentials(&self, dir: &Path) -> Result<(PathBuf, PathBuf), PkiError> {
-        let id = Identity::new("admin", Role::Admin, self.ca.cluster_id());
+        self.write_credentials(dir, "admin", "admin", Role::Admin)
+    }
+
+    /// Issues a client certificate for `id` with `role` into `dir` (`FILE.crt`, `FILE.key`,
+    /// the key 0600) and returns their paths. Made fresh each time: 90 days from now.
+    pub fn write_credentials(
+        &self,
+        dir: &Path,
+        file: &str,
+        id: &str,
+        role: Role,
+    ) -> Result<(PathBuf, PathBuf), PkiError> {
+        let id = Identity::new(id, role, self.ca.cluster_id());
         let (cert, key) = self.ca.issue(&id, &[], DEFAULT_CERT_VALIDITY)?;
-        let (crt_path, key_path) = (dir.join("admin.crt"), dir.join("admin.key"));
+        let (crt_path, key_path) = (
+            dir.join(format!("{file}.crt")),
+            dir.join(format!("{file}.key")),
+        );
         write_file(&key_path, &key, true)?;
         write_file(&crt_path, &cert, false)?;
         Ok((crt_path, key_path))

@@ -228,6 +228,16 @@ pub const ROUTES: &[RouteDoc] = &[
             "Renew the caller's certificate for a new key",
         )
     },
+    route(
+        "GET",
+        "/v1/join-tokens",
+        "The current worker and manager join tokens (admins)",
+    ),
+    route(
+        "POST",
+        "/v1/join-tokens/{role}/rotate",
+        "Replace the worker or manager join token (admins)",
+    ),
     route("GET", "/healthz", "Liveness"),
     route("GET", "/readyz", "Readiness (store reachable)"),
     route("GET", "/metrics", "Prometheus metrics"),
@@ -244,6 +254,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/join", post(join::join))
         .route("/v1/ca", get(join::ca))
         .route("/v1/renew", post(join::renew))
+        .route("/v1/join-tokens", get(join_tokens::get))
+        .route("/v1/join-tokens/{role}/rotate", post(join_tokens::rotate))
         .route("/v1/stacks/{name}/apply", post(apply::apply))
         .route("/v1/{plural}", get(list::list).post(objects::create))
         .route(
@@ -332,6 +344,8 @@ pub struct Server {
     registry: Registry,
     dispatcher: Option<(TcpListener, SocketAddr, DispatcherOptions)>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The dispatcher's TLS (client certificates required), with `tls`.
+    dispatcher_tls: Option<Arc<rustls::ServerConfig>>,
     pki: Option<Arc<ClusterPki>>,
 }
 
@@ -352,25 +366,21 @@ impl Server {
         let cache = WatchCache::start(store.clone(), opts.cache.clone());
         let (shutdown_tx, shutdown) = signal::channel(false);
         let registry = Registry::new(store).with_cache(cache.clone());
-        let (pki, tls) = if opts.tls {
+        let (pki, tls, dispatcher_tls) = if opts.tls {
             let pki = ClusterPki::load_or_init(&opts.data_dir, &opts.advertise)?;
             let config = crate::tls::server_config(
                 pki.ca.cert_pem(),
                 &pki.server_cert_pem,
                 &pki.server_key_pem,
             )?;
-            (Some(pki), Some(config))
+            let dispatcher = crate::tls::dispatcher_config(
+                pki.ca.cert_pem(),
+                &pki.server_cert_pem,
+                &pki.server_key_pem,
+            )?;
+            (Some(pki), Some(config), Some(dispatcher))
         } else {
-            (None, None)
-        };
-        let state = AppState {
-            pki: pki.clone(),
-            registry: registry.clone(),
-            cache: cache.clone(),
-            metrics,
-            bookmark_interval: opts.bookmark_interval,
-            max_body_bytes: opts.max_body_bytes,
-            shutdown,
+            (None, None, None)
         };
         let listener =
             TcpListener::bind(opts.listen)
@@ -390,6 +400,16 @@ impl Server {
             }
             None => None,
         };
+        let state = AppState {
+            pki: pki.clone(),
+            registry: registry.clone(),
+            cache: cache.clone(),
+            metrics,
+            bookmark_interval: opts.bookmark_interval,
+            max_body_bytes: opts.max_body_bytes,
+            shutdown,
+            dispatcher_port: dispatcher.as_ref().map(|(_, a, _)| a.port()),
+        };
         Ok(Server {
             listener,
             addr,
@@ -399,6 +419,7 @@ impl Server {
             registry,
             dispatcher,
             tls,
+            dispatcher_tls,
             pki,
         })
     }
@@ -438,6 +459,7 @@ impl Server {
             registry,
             dispatcher,
             tls,
+            dispatcher_tls,
             pki: _,
         } = self;
         tracing::info!(%addr, tls = tls.is_some(), "apiserver listening");
@@ -449,7 +471,8 @@ impl Server {
                     let _ = stop.wait_for(|s| *s).await;
                 };
                 if let Err(e) =
-                    crate::dispatcher::serve(listener, registry, cache, dopts, done).await
+                    crate::dispatcher::serve(listener, registry, cache, dopts, dispatcher_tls, done)
+                        .await
                 {
                     tracing::error!(error = %e, "dispatcher stopped");
                 }

@@ -59,20 +59,49 @@ fn pem_err(what: &'static str) -> impl Fn(rustls_pki_types::pem::Error) -> TlsEr
 }
 
 /// The rustls configuration of an apiserver: its certificate chain and key, the cluster CA
-/// as the only root for client certificates, TLS 1.3 only, HTTP/2 and HTTP/1.1.
+/// as the only root for client certificates, TLS 1.3 only, HTTP/2 and HTTP/1.1. Client
+/// certificates are optional here (the join endpoint); [`require_identity`] enforces them.
 pub fn server_config(
     ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    build(ca_pem, cert_pem, key_pem, ClientCerts::Optional)
+}
+
+/// The rustls configuration of the gRPC dispatcher: like [`server_config`], but a client
+/// certificate signed by the cluster CA is required at the handshake (agents always have one)
+/// and only HTTP/2 is offered.
+pub fn dispatcher_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    build(ca_pem, cert_pem, key_pem, ClientCerts::Required)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientCerts {
+    Optional,
+    Required,
+}
+
+fn build(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    client_certs: ClientCerts,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.map_err(pem_err("CA certificate"))?)?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let verifier = match client_certs {
+        ClientCerts::Optional => verifier.allow_unauthenticated().build()?,
+        ClientCerts::Required => verifier.build()?,
+    };
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_err("server certificate"))?;
@@ -81,8 +110,52 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = match client_certs {
+        ClientCerts::Optional => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        ClientCerts::Required => vec![b"h2".to_vec()],
+    };
     Ok(Arc::new(config))
+}
+
+/// Accepts TCP connections on `listener` and yields them once their TLS handshake has
+/// succeeded (each handshake runs on its own task, bounded by a timeout, so a slow client
+/// holds up no one). For servers such as tonic's that take a stream of connections; the
+/// stream ends when its receiver is dropped.
+pub fn accept_stream(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+) -> tokio_stream::wrappers::ReceiverStream<
+    std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                _ = tx.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then lets open

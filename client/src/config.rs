@@ -135,6 +135,38 @@ impl ClientConfig {
         std::fs::rename(&tmp, path).map_err(write_err)
     }
 
+    /// A config with one context, `name`, for a TLS apiserver: the cluster CA to trust and
+    /// the client certificate and key to present.
+    pub fn with_credentials(
+        name: &str,
+        server: impl Into<String>,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    ) -> Self {
+        ClientConfig {
+            api_version: api_version(),
+            kind: config_kind(),
+            current_context: name.to_string(),
+            contexts: vec![Context {
+                name: name.to_string(),
+                server: server.into(),
+                certificate_authority: Some(ca),
+                client_certificate: Some(cert),
+                client_key: Some(key),
+            }],
+        }
+    }
+
+    /// Adds `ctx`, replacing a context of the same name, and makes it the current one.
+    pub fn upsert(&mut self, ctx: Context) {
+        self.current_context = ctx.name.clone();
+        match self.contexts.iter_mut().find(|c| c.name == ctx.name) {
+            Some(existing) => *existing = ctx,
+            None => self.contexts.push(ctx),
+        }
+    }
+
     /// The context named by `currentContext`.
     pub fn current(&self) -> Option<&Context> {
         self.contexts

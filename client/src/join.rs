@@ -121,6 +121,29 @@ pub async fn fetch_ca(server: &str, token: &JoinToken) -> Result<String, JoinErr
     Ok(ca)
 }
 
+/// Where the dispatcher of the apiserver at `server` (`https://HOST:PORT`) listens: the same
+/// host, the port the apiserver announces (`GET /v1/ca`, over a connection that trusts only
+/// the cluster CA).
+pub async fn dispatcher_addr(server: &str, ca_pem: &str) -> Result<String, JoinError> {
+    let resp = pinned_client(ca_pem, None)?
+        .get(format!("{server}/v1/ca"))
+        .send()
+        .await
+        .map_err(|e| unreachable(server, e))?;
+    let body = answer(server, resp).await?;
+    let port = body["dispatcherPort"].as_u64().ok_or_else(|| {
+        JoinError::Refused(format!(
+            "the manager at {server} runs no dispatcher, so no agent can join it"
+        ))
+    })?;
+    let hostport = server.split("://").last().unwrap_or(server);
+    let host = match hostport.rsplit_once(':') {
+        Some((host, _)) => host,
+        None => hostport,
+    };
+    Ok(format!("{host}:{port}"))
+}
+
 /// Joins the cluster at `server` (`https://ADDR:PORT`) with `token`.
 pub async fn join(server: &str, token: &str, hostname: &str) -> Result<NodeCredentials, JoinError> {
     let token: JoinToken = token.parse()?;

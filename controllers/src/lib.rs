@@ -63,6 +63,17 @@ pub async fn run(
     opts: Options,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    run_with(name, &|_| client.clone(), opts, shutdown).await
+}
+
+/// `run`, each controller with the client `client_for(controller name)` returns — its own
+/// credentials, so the apiserver grants each only its kinds (`swarm server` does this).
+pub async fn run_with(
+    name: &str,
+    client_for: &(dyn Fn(&str) -> Client + Sync),
+    opts: Options,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let names: Vec<&str> = if name == "all" {
         NAMES.to_vec()
     } else if NAMES.contains(&name) {
@@ -72,7 +83,7 @@ pub async fn run(
     };
     let mut set = tokio::task::JoinSet::new();
     for n in names {
-        let (client, opts, shutdown) = (client.clone(), opts.clone(), shutdown.clone());
+        let (client, opts, shutdown) = (client_for(n), opts.clone(), shutdown.clone());
         let n = n.to_string();
         set.spawn(async move { lead(&n, client, opts, shutdown).await });
     }

@@ -127,18 +127,28 @@ impl Server {
         Self::start_with(&["--no-controllers"])
     }
 
-    /// `start` with extra `swarm server` arguments.
+    /// `start` with extra `swarm server` arguments. Unless `extra` says otherwise, the server
+    /// runs no local agent (`--agent none`) and its dispatcher listens on an ephemeral
+    /// loopback port, so tests can run side by side.
     pub fn start_with(extra: &[&str]) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let log = dir.path().join("server.log");
         let log_file = File::create(&log)?;
+        let mut defaults: Vec<&str> = Vec::new();
+        if !extra.contains(&"--agent") {
+            defaults.extend(["--agent", "none"]);
+        }
+        if !extra.contains(&"--dispatcher-listen") {
+            defaults.extend(["--dispatcher-listen", "127.0.0.1:0"]);
+        }
         let child = swarm_command(dir.path())
             .arg("server")
             .arg("--data-dir")
             .arg(&data)
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(&defaults)
             .args(extra)
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

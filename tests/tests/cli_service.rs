@@ -162,68 +162,11 @@ impl RunErr for swarm_tests::Run {
     }
 }
 
-/// A `swarm server` with its controllers and a simulated agent of `nodes` nodes, killed when
-/// dropped.
-struct SimCluster {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-}
-
-impl SimCluster {
-    fn start(nodes: usize) -> SimCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = swarm_tests::swarm_command(dir.path())
-            .args(["server", "--listen", "127.0.0.1:0", "--agent", "sim"])
-            .arg("--sim-nodes")
-            .arg(nodes.to_string())
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let config = data.join("admin.conf");
-        let deadline = std::time::Instant::now() + swarm_tests::WAIT;
-        while !config.exists() {
-            assert!(std::time::Instant::now() < deadline, "no admin.conf");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        SimCluster { child, dir, config }
-    }
-
-    fn swarm(&self, args: &[&str]) -> swarm_tests::Run {
-        let out = swarm_tests::swarm_command(self.dir.path())
-            .env("SWARM_CONFIG", &self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        swarm_tests::Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for SimCluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The whole pipeline — replication, ipam, placement, the update controller and simulated
 /// agents — behind `service create`, `update` and `rollback`, each waiting for convergence.
 #[test]
 fn create_update_rollback_converge_on_simulated_nodes() {
-    let c = SimCluster::start(2);
+    let c = swarm_tests::Server::start_with(&["--agent", "sim", "--sim-nodes", "2"]).unwrap();
     // The simulated nodes register with the dispatcher: wait until both are ready.
     let deadline = std::time::Instant::now() + swarm_tests::WAIT;
     loop {

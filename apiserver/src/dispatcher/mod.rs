@@ -2,7 +2,7 @@
 //! report task status (DESIGN.md §7, `api/proto/dispatcher.proto`).
 //!
 //! * `sessions` — who is connected: a session per registered node, and the node identity a
-//!   request carries (today the session id; with mTLS, the client certificate);
+//!   request carries (over mTLS, the client certificate's; without TLS, the session id's);
 //! * `nodes` — `Register` writes the `Node` object; heartbeats are batched into one store
 //!   transaction per flush;
 //! * `hub` — one watch per kind on the apiserver's watch cache, indexed by node and fanned out
@@ -70,26 +70,41 @@ pub enum DispatcherError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// Serves the dispatcher on `listener` until `shutdown` resolves.
+/// Serves the dispatcher on `listener` until `shutdown` resolves. With `tls` (see
+/// [`crate::tls::dispatcher_config`]) every connection must present a certificate of the
+/// cluster CA, and a node is who its certificate says; without, a node is who it says it is
+/// (tests and in-process benchmarks only).
 pub async fn serve(
     listener: TcpListener,
     registry: Registry,
     cache: WatchCache,
     opts: DispatcherOptions,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DispatcherError> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let svc = DispatcherService::start(registry, cache, opts);
-    tracing::info!(?addr, "dispatcher listening");
+    tracing::info!(?addr, tls = tls.is_some(), "dispatcher listening");
     let server = DispatcherServer::new(svc.clone())
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(server)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .add_service(server);
+    let result = match tls {
+        Some(config) => {
+            let incoming = crate::tls::accept_stream(listener, config);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
     svc.stop();
     result.map_err(DispatcherError::from)
 }

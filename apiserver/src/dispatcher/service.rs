@@ -101,9 +101,10 @@ impl DispatcherService {
     }
 
     fn session<T>(&self, req: &Request<T>, id: &str) -> Result<Session, Status> {
+        let caller = identity_from_peer(req)?;
         self.inner
             .sessions
-            .get(id, identity_from_peer(req).as_deref())
+            .get(id, caller.as_deref())
             .map_err(session_status)
     }
 
@@ -135,7 +136,7 @@ impl swarm_proto::Dispatcher for DispatcherService {
         &self,
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let peer = identity_from_peer(&req);
+        let peer = identity_from_peer(&req)?;
         let req = req.into_inner();
         let desc = req
             .description

@@ -1,9 +1,10 @@
 //! Sessions: one per registered node. A node that registers again gets a new session and the
 //! old one ends (its assignment stream closes), as in SwarmKit.
 //!
-//! Identity: today a request names its node through its session id. With mTLS (issue #5) the
-//! node name will come from the client certificate (`identity_from_peer`), and a session will
-//! only be accepted from the node it belongs to.
+//! Identity: over mTLS the node is the common name of its client certificate
+//! ([`identity_from_peer`]): it registers under that name whatever it asks for, and a session
+//! is accepted only from the node it belongs to. Without TLS (tests, in-process benchmarks) a
+//! request names its node through its session id.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -103,10 +104,29 @@ impl Sessions {
     }
 }
 
-/// The node a request comes from, proven by transport security. `None` without TLS; issue #5
-/// reads the common name of the verified client certificate here.
-pub fn identity_from_peer<T>(_req: &tonic::Request<T>) -> Option<String> {
-    None
+/// The node a request comes from, proven by transport security: the common name of the
+/// verified client certificate (`Ok(None)` without TLS). Only node certificates (worker or
+/// manager) may act as nodes; an admin's or a controller's certificate is refused.
+pub fn identity_from_peer<T>(req: &tonic::Request<T>) -> Result<Option<String>, tonic::Status> {
+    let Some(certs) = req.peer_certs() else {
+        return Ok(None);
+    };
+    let leaf = certs.first().ok_or_else(|| {
+        tonic::Status::unauthenticated("not authenticated: no client certificate")
+    })?;
+    let id = swarm_pki::Identity::from_cert_der(leaf).map_err(|e| {
+        tonic::Status::unauthenticated(format!(
+            "not authenticated: the client certificate has no swarm identity ({e})"
+        ))
+    })?;
+    match id.role {
+        swarm_pki::Role::Worker | swarm_pki::Role::Manager => Ok(Some(id.id)),
+        role => Err(tonic::Status::permission_denied(format!(
+            "{} is a {role} certificate; only node certificates (from `swarm join`) may talk \
+             to the dispatcher",
+            id.id
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -135,6 +135,15 @@ async fn check(
     let (plural, name, status) = match segments.as_slice() {
         // Checked per operation by the transaction handler.
         ["v1", "transactions"] | ["v1", "join" | "ca" | "renew"] => return Ok(()),
+        ["v1", "join-tokens", ..] => {
+            return if matches!(who.role, Role::Admin | Role::Manager) {
+                Ok(())
+            } else {
+                Err(forbidden(format!(
+                    "{who} may not see or rotate join tokens: only admins and managers may"
+                )))
+            };
+        }
         ["v1", "stacks", _, "apply"] => {
             let allowed = matches!(who.role, Role::Admin | Role::Manager)
                 || (who.role == Role::Controller && who.id == "gitops");

@@ -2,22 +2,27 @@
 //! certificate), `GET /v1/ca`, `POST /v1/renew`.
 //!
 //! The only endpoint served without a client certificate. The token (checked in constant
-//! time) decides the role; the apiserver, not the CSR, decides the identity: a fresh node id,
+//! time) decides the role; the apiserver, not the CSR, decides the identity: the node's name,
 //! the token's role, this cluster. The machine checked our CA against the token's digest
 //! before calling (it pins the CA for this one request), so a forged manager learns nothing.
 //!
+//! The node's name is the one it asks for (its hostname by default) when no node has it yet,
+//! else that name with a random suffix. As SwarmKit does when it issues a node certificate,
+//! joining creates the `Node` object — with create-if-absent, which is what makes the name
+//! one machine's: two machines asking for one name at once get two names.
+//!
 //! ```json
 //! → {"token": "SWMTKN-1-…", "csr": "-----BEGIN CERTIFICATE REQUEST-----…", "hostname": "worker-1"}
-//! ← {"nodeId": "…", "role": "swarm-worker", "certificate": "-----BEGIN CERTIFICATE-----…",
-//!    "ca": "-----BEGIN CERTIFICATE-----…"}
+//! ← {"nodeId": "worker-1", "role": "swarm-worker", "certificate": "-----BEGIN CERTIFICATE-----…",
+//!    "ca": "-----BEGIN CERTIFICATE-----…", "dispatcherPort": 4242}
 //! ```
 
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use swarm_api::{StatusCause, StatusReason};
-use swarm_pki::{DEFAULT_CERT_VALIDITY, Identity, JoinToken};
+use swarm_api::{AnyObject, Node, StatusCause, StatusReason};
+use swarm_pki::{DEFAULT_CERT_VALIDITY, Identity, JoinToken, Role};
 
 use super::{AppState, JsonBody};
 use crate::errors::{ApiError, ApiResult};
@@ -64,7 +69,7 @@ pub async fn join(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiRe
             "the join token is not valid (it may have been rotated); get the current one with `swarm join-token worker` on a manager",
         ));
     };
-    let node_id = crate::cluster_pki::new_id();
+    let node_id = claim_node_name(&st, &req.hostname, role).await?;
     let identity = Identity::new(&node_id, role, pki.ca.cluster_id());
     let certificate = pki
         .ca
@@ -81,7 +86,66 @@ pub async fn join(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiRe
         "role": role.as_str(),
         "certificate": certificate,
         "ca": pki.ca.cert_pem(),
+        "dispatcherPort": st.dispatcher_port,
     })))
+}
+
+/// How many suffixed names are tried before giving up.
+const NAME_ATTEMPTS: usize = 5;
+
+/// A node name made of what the machine asked for: lowercase letters, digits, `-`, `.` and
+/// `_`, at most 63 characters; `node` when nothing usable is left.
+fn node_name_from(wanted: &str) -> String {
+    let name: String = wanted
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if name.is_empty() {
+        "node".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// Creates the joining machine's `Node` under the name it asked for, or that name with a
+/// random suffix when it is taken, and returns the name.
+async fn claim_node_name(st: &AppState, wanted: &str, role: Role) -> ApiResult<String> {
+    let base = node_name_from(wanted);
+    let spec = swarm_api::NodeSpec {
+        role: match role {
+            Role::Manager => swarm_api::NodeRole::Manager,
+            _ => swarm_api::NodeRole::Worker,
+        },
+        ..Default::default()
+    };
+    let mut name = base.clone();
+    for _ in 0..NAME_ATTEMPTS {
+        let node = AnyObject::Node(Node::new(&name, spec.clone()));
+        match st.registry.create(node).await {
+            Ok(_) => return Ok(name),
+            Err(e) if e.reason() == StatusReason::AlreadyExists => {
+                let suffix = crate::cluster_pki::new_id();
+                name = format!("{base}-{}", &suffix[..6.min(suffix.len())]);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::new(
+        StatusReason::Conflict,
+        format!(
+            "nodes named {base:?} and several suffixed names exist already; join with another name"
+        ),
+    ))
 }
 
 /// `GET /v1/ca`: the cluster CA certificate, served without a client certificate. A joining
@@ -94,7 +158,10 @@ pub async fn ca(State(st): State<AppState>) -> ApiResult<Json<Value>> {
             "this apiserver runs without TLS, so it has no CA; start it with --tls",
         ));
     };
-    Ok(Json(json!({ "ca": pki.ca.cert_pem() })))
+    Ok(Json(json!({
+        "ca": pki.ca.cert_pem(),
+        "dispatcherPort": st.dispatcher_port,
+    })))
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod guard;
 pub mod health;
 pub mod join;
+pub mod join_tokens;
 pub mod list;
 pub mod objects;
 pub mod redact;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub shutdown: signal::Receiver<bool>,
     /// The cluster PKI, when serving TLS (it signs join requests).
     pub pki: Option<Arc<crate::cluster_pki::ClusterPki>>,
+    /// The port of the gRPC dispatcher, told to joining machines.
+    pub dispatcher_port: Option<u16>,
 }
 
 /// A request body parsed as JSON (any shape; typed decoding comes after, with field paths).

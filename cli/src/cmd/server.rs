@@ -1,13 +1,19 @@
-//! `swarm server`: run the control plane in this process.
+//! `swarm server`: run a manager in this process.
 //!
-//! That is the apiserver (REST + watch over the embedded store or etcd) and every controller
-//! (`swarm_controllers::run("all", …)`, the same code as `swarm-controller all`, talking to
-//! the apiserver over its API like any client); a local agent joins it later. Each is still its
-//! own component. On Ctrl-C the controllers stop first (releasing their leases), then the
-//! apiserver. After binding,
-//! it writes `DIR/admin.conf` — a client config pointing at the real address (port 0 resolved)
-//! — so `swarm --config DIR/admin.conf get services` works at once, and logs the address.
-//! TLS is not set up yet: the API is plain HTTP.
+//! That is the apiserver (REST + watch over the embedded store or etcd, and the gRPC
+//! dispatcher), every controller (`swarm_controllers::run_with`, the same code as
+//! `swarm-controller all`, talking to the apiserver over its API like any client) and a local
+//! agent on this machine's Docker engine. Each is still its own component, with its own
+//! credentials: the controllers each get a controller certificate (so each may write only its
+//! kinds), and the agent joins with the manager token like any other machine would.
+//!
+//! Secure by default, as Swarm is: on first start the cluster CA, this apiserver's certificate
+//! and the join tokens are made under `DIR/pki`; the REST API and the dispatcher speak TLS 1.3
+//! and require client certificates. After binding, the server writes `DIR/admin.conf` — the
+//! admin's credentials and the real address (port 0 resolved) — so
+//! `swarm --config DIR/admin.conf get services` works at once, and prints the `swarm join`
+//! line for workers. On Ctrl-C the agent stops (leaving its containers running), then the
+//! controllers (releasing their leases), then the apiserver.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,13 +52,16 @@ pub struct ServerArgs {
     pub no_controllers: bool,
     /// Run a local agent in this process: `docker` (this machine's engine), `sim` (hollow
     /// nodes, see `--sim-nodes`) or `none`.
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, value_enum, default_value = "docker")]
     pub agent: LocalAgent,
     /// With `--agent sim`: how many simulated nodes.
     #[arg(long, default_value_t = 1)]
     pub sim_nodes: usize,
-    /// Where agents reach the dispatcher (default: off, or an ephemeral loopback port when
-    /// `--agent` runs one here).
+    /// The local agent's node name (default: this machine's hostname; with `--agent sim`, the
+    /// prefix of the simulated nodes' names).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Where agents reach the dispatcher (default: the `--listen` address, port 4242).
     #[arg(long)]
     pub dispatcher_listen: Option<SocketAddr>,
     /// How often agents heartbeat; a node is down after 3 missed. Shorter finds a dead node
@@ -63,7 +72,18 @@ pub struct ServerArgs {
     /// `--default-addr-pool`). Clusters sharing one Docker engine need disjoint pools.
     #[arg(long, value_name = "CIDR", default_value = "10.0.0.0/8")]
     pub default_addr_pool: ipnet::Ipv4Net,
+    /// Addresses other machines reach this manager on, comma-separated: they go into its
+    /// certificate and into the `swarm join` line (default: the `--listen` address).
+    #[arg(long = "advertise-addr", value_delimiter = ',')]
+    pub advertise_addr: Vec<String>,
+    /// Plain HTTP and gRPC: no CA, no certificates, no join tokens. For local experiments
+    /// only; anyone who reaches the ports can do anything.
+    #[arg(long)]
+    pub no_tls: bool,
 }
+
+/// The dispatcher's port when `--dispatcher-listen` is not given.
+pub const DEFAULT_DISPATCHER_PORT: u16 = 4242;
 
 /// The agent `swarm server` runs beside the control plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,7 +93,8 @@ pub enum LocalAgent {
     Sim,
 }
 
-/// Starts the local agent against `server`'s dispatcher; it runs until `stop` flips.
+/// Starts the local agent against `server`'s dispatcher; it runs until `stop` flips. Over
+/// TLS it joins with the manager token (this machine is a manager), as `swarm join` would.
 fn start_agent(
     args: &ServerArgs,
     server: &Server,
@@ -84,15 +105,61 @@ fn start_agent(
         LocalAgent::Docker => swarm_agent::RuntimeKind::Docker,
         LocalAgent::Sim => swarm_agent::RuntimeKind::Sim,
     };
-    let addr = server.dispatcher_addr()?;
+    let addr = loopback_if_unspecified(server.dispatcher_addr()?);
     let mut opts = swarm_agent::AgentOptions::new(addr.to_string(), args.data_dir.join("agent"));
     opts.runtime = runtime;
     opts.sim_nodes = args.sim_nodes;
+    opts.node_name = args.node_name.clone();
+    opts.tls = server.pki().map(|pki| swarm_agent::TlsJoin {
+        api_url: local_url(server),
+        token: Some(pki.tokens().manager.to_string()),
+    });
     Some(tokio::spawn(async move {
         if let Err(e) = swarm_agent::run(opts, stop).await {
             tracing::error!(error = %e, "local agent failed");
+            eprintln!("swarm server: the local agent stopped: {e}");
         }
     }))
+}
+
+/// `addr`, with 127.0.0.1 in place of an unspecified IP (0.0.0.0): where this process
+/// reaches its own listeners.
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+/// The URL this process (its controllers and agent) uses for its own apiserver.
+fn local_url(server: &Server) -> String {
+    let scheme = if server.pki().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!(
+        "{scheme}://{}",
+        loopback_if_unspecified(server.local_addr())
+    )
+}
+
+/// What other machines dial: the first advertised address with the API's port, else the
+/// address the API listens on.
+fn join_addr(args: &ServerArgs, server: &Server) -> String {
+    let port = server.local_addr().port();
+    match args.advertise_addr.first() {
+        Some(a)
+            if a.contains(':')
+                && !a.starts_with('[')
+                && a.parse::<std::net::Ipv6Addr>().is_err() =>
+        {
+            a.clone()
+        }
+        Some(a) => format!("{a}:{port}"),
+        None => loopback_if_unspecified(server.local_addr()).to_string(),
+    }
 }
 
 /// The file `swarm server` writes for clients.
@@ -100,12 +167,17 @@ pub fn admin_conf(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("admin.conf")
 }
 
-/// Opens the store, binds, and writes `admin.conf` with the real URL.
+/// Opens the store, binds, and writes `admin.conf` with the real URL (and, over TLS, the
+/// admin's certificate).
 pub async fn start(args: &ServerArgs) -> anyhow::Result<Server> {
     anyhow::ensure!(
         !args.heartbeat_period.as_std().is_zero(),
         "--heartbeat-period must be more than 0 (e.g. 1s; the default is 5s)"
     );
+    let mut advertise = args.advertise_addr.clone();
+    if !args.listen.ip().is_unspecified() {
+        advertise.push(args.listen.ip().to_string());
+    }
     let opts = ServerOptions {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -115,14 +187,17 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<Server> {
                 endpoints: args.etcd_endpoints.clone(),
             },
         },
-        dispatcher_listen: args.dispatcher_listen.or_else(|| {
-            (args.agent != LocalAgent::None).then(|| SocketAddr::from(([127, 0, 0, 1], 0)))
-        }),
+        dispatcher_listen: Some(
+            args.dispatcher_listen
+                .unwrap_or_else(|| SocketAddr::new(args.listen.ip(), DEFAULT_DISPATCHER_PORT)),
+        ),
         dispatcher: DispatcherOptions {
             heartbeat_period: args.heartbeat_period.as_std(),
             heartbeat_jitter: args.heartbeat_period.as_std() / 10,
             ..DispatcherOptions::default()
         },
+        tls: !args.no_tls,
+        advertise,
         ..ServerOptions::default()
     };
     std::fs::create_dir_all(&args.data_dir)
@@ -131,7 +206,7 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<Server> {
         .await
         .context("cannot start the apiserver")?;
     let conf = admin_conf(&args.data_dir);
-    ClientConfig::single(server.url())
+    admin_config(&args.data_dir, &server)?
         .save(&conf)
         .with_context(|| format!("cannot write {}", conf.display()))?;
     tracing::info!(url = %server.url(), config = %conf.display(), "swarm server listening");
@@ -140,7 +215,60 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<Server> {
         server.url(),
         conf.display()
     );
+    if let Some(pki) = server.pki() {
+        eprintln!(
+            "To add a worker to this swarm, run the following command:\n\n    swarm join --token {} {}\n",
+            pki.tokens().worker,
+            join_addr(args, &server)
+        );
+    }
     Ok(server)
+}
+
+/// The admin's client config for `server`: over TLS, a fresh admin certificate in `data_dir`.
+pub fn admin_config(data_dir: &std::path::Path, server: &Server) -> anyhow::Result<ClientConfig> {
+    let url = local_url(server);
+    let Some(pki) = server.pki() else {
+        return Ok(ClientConfig::single(url));
+    };
+    let (cert, key) = pki
+        .write_admin_credentials(data_dir)
+        .context("cannot write the admin credentials")?;
+    Ok(ClientConfig::with_credentials(
+        "default",
+        url,
+        pki.ca_path(),
+        cert,
+        key,
+    ))
+}
+
+/// One client per controller, each with its own controller certificate over TLS (written
+/// under `DIR/pki/controllers/`), so the apiserver lets each write only its kinds.
+pub fn controller_clients(
+    server: &Server,
+) -> anyhow::Result<std::collections::HashMap<String, swarm_client::Client>> {
+    let url = local_url(server);
+    let mut clients = std::collections::HashMap::new();
+    for name in swarm_controllers::NAMES {
+        let config = match server.pki() {
+            Some(pki) => {
+                let dir = pki.ca_path().with_file_name("controllers");
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let (cert, key) = pki
+                    .write_credentials(&dir, name, name, swarm_pki::Role::Controller)
+                    .with_context(|| format!("cannot issue the {name} controller's certificate"))?;
+                ClientConfig::with_credentials(name, url.clone(), pki.ca_path(), cert, key)
+            }
+            None => ClientConfig::single(url.clone()),
+        };
+        clients.insert(
+            name.to_string(),
+            swarm_client::Client::from_config(&config)?,
+        );
+    }
+    Ok(clients)
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -154,14 +282,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let controllers = if args.no_controllers {
             None
         } else {
-            let client = swarm_client::Client::from_config(&ClientConfig::single(server.url()))?;
             let opts = swarm_controllers::Options {
                 identity: controller_identity(&args.data_dir),
                 heartbeat_period: args.heartbeat_period.as_std(),
                 default_addr_pool: args.default_addr_pool,
                 ..swarm_controllers::Options::default()
             };
-            Some(start_controllers(client, opts, stop.clone()))
+            Some(start_controllers(
+                controller_clients(&server)?,
+                opts,
+                stop.clone(),
+            ))
         };
         let (agent_stop, agent_rx) = tokio::sync::watch::channel(false);
         let agent = start_agent(&args, &server, agent_rx);
@@ -199,14 +330,20 @@ pub fn controller_identity(data_dir: &std::path::Path) -> String {
     format!("swarm-server:{host}:{}", dir.display())
 }
 
-/// Runs every controller in this process until `stop`.
+/// Runs every controller in this process until `stop`, each with its client in `clients`
+/// (keyed by controller name; see [`controller_clients`]).
 pub fn start_controllers(
-    client: swarm_client::Client,
+    clients: std::collections::HashMap<String, swarm_client::Client>,
     opts: swarm_controllers::Options,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(e) = swarm_controllers::run("all", client, opts, stop).await {
+        let Some(any) = clients.values().next().cloned() else {
+            tracing::error!("no controller clients: no controllers run");
+            return;
+        };
+        let client_for = |name: &str| clients.get(name).cloned().unwrap_or_else(|| any.clone());
+        if let Err(e) = swarm_controllers::run_with("all", &client_for, opts, stop).await {
             tracing::error!(error = %e, "controllers failed");
         }
     })
@@ -227,7 +364,10 @@ mod tests {
             no_controllers: true,
             agent: LocalAgent::None,
             sim_nodes: 1,
-            dispatcher_listen: None,
+            node_name: None,
+            dispatcher_listen: Some("127.0.0.1:0".parse().unwrap()),
+            advertise_addr: vec![],
+            no_tls: false,
             heartbeat_period: swarm_api::Duration::from_secs(5),
             default_addr_pool: swarm_controllers::ipam::subnet::DEFAULT_POOL,
         }
@@ -256,6 +396,7 @@ mod tests {
         assert!(!url.ends_with(":0"), "{url}");
         let conf = ClientConfig::load(&admin_conf(&args.data_dir)).unwrap();
         assert_eq!(conf.current().unwrap().server, url);
+        assert!(url.starts_with("https://"), "TLS by default: {url}");
         let running = server.spawn();
         // A client built from the written config reaches the server.
         let client = swarm_client::Client::from_config(&conf).unwrap();
@@ -287,7 +428,8 @@ mod agent_tests {
         let (stop, rx) = tokio::sync::watch::channel(false);
         let agent = start_agent(&args, &server, rx).unwrap();
         let client =
-            swarm_client::Client::from_config(&ClientConfig::single(server.url())).unwrap();
+            swarm_client::Client::from_config(&admin_config(&args.data_dir, &server).unwrap())
+                .unwrap();
         let running = server.spawn();
         tokio::time::timeout(std::time::Duration::from_secs(20), async {
             loop {
@@ -329,14 +471,16 @@ mod controller_tests {
         };
         let server = start(&args).await.unwrap();
         let client =
-            swarm_client::Client::from_config(&ClientConfig::single(server.url())).unwrap();
-        let running = server.spawn();
+            swarm_client::Client::from_config(&admin_config(&args.data_dir, &server).unwrap())
+                .unwrap();
         let stop = CancellationToken::new();
         let opts = swarm_controllers::Options {
             identity: "test".into(),
             ..swarm_controllers::Options::default()
         };
-        let controllers = start_controllers(client.clone(), opts, stop.clone());
+        let controllers =
+            start_controllers(controller_clients(&server).unwrap(), opts, stop.clone());
+        let running = server.spawn();
         let mut spec = ServiceSpec {
             mode: ServiceMode::Replicated { replicas: 2 },
             ..ServiceSpec::default()
