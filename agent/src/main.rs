@@ -41,6 +41,14 @@ struct Args {
     /// Fraction of simulated tasks that fail to prepare (0..1).
     #[arg(long, default_value_t = 0.0)]
     sim_failure_rate: f64,
+    /// The apiserver (`https://ADDR:PORT`) of a TLS cluster: the agent joins there with
+    /// `--token` on first start, renews its certificate there, and talks to the dispatcher
+    /// over mutual TLS. Without it, the dispatcher is spoken to in plain gRPC.
+    #[arg(long, env = "SWARM_API_SERVER")]
+    api_server: Option<String>,
+    /// The join token, used when the data dir holds no certificate yet.
+    #[arg(long, env = "SWARM_JOIN_TOKEN", requires = "api_server")]
+    token: Option<String>,
 }
 
 #[tokio::main]
@@ -61,6 +69,10 @@ async fn main() -> anyhow::Result<()> {
     opts.advertise_addr = args.advertise_addr;
     opts.node_name = args.node_name;
     opts.sim_nodes = args.sim_nodes;
+    opts.tls = args.api_server.map(|api_url| swarm_agent::TlsJoin {
+        api_url,
+        token: args.token,
+    });
     opts.sim = SimOptions {
         start_latency: Duration::from_millis(args.sim_start_latency_ms),
         failure_rate: args.sim_failure_rate,

@@ -33,6 +33,7 @@ async fn start() -> Cluster {
     let opts = ServerOptions {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        dispatcher_listen: Some("127.0.0.1:0".parse().unwrap()),
         tls: true,
         ..ServerOptions::default()
     };
@@ -62,10 +63,21 @@ fn read(p: &Path) -> String {
 
 /// Joins with `token`; returns the node id and a client holding the node's certificate.
 async fn join(c: &Cluster, token: &str) -> Result<(String, reqwest::Client), Value> {
+    let (node_id, cert, key) = join_as(c, token, "host").await?;
+    Ok((node_id, client(&c.ca_pem, Some((&cert, &key)))))
+}
+
+/// Joins with `token` asking for the name `hostname`; returns the node id, its certificate
+/// and its key (PEM).
+async fn join_as(
+    c: &Cluster,
+    token: &str,
+    hostname: &str,
+) -> Result<(String, String, String), Value> {
     let key = NodeKey::generate().unwrap();
     let resp = client(&c.ca_pem, None)
         .post(format!("{}/v1/join", c.url))
-        .json(&json!({"token": token, "csr": key.csr_pem("host").unwrap(), "hostname": "host"}))
+        .json(&json!({"token": token, "csr": key.csr_pem(hostname).unwrap(), "hostname": hostname}))
         .send()
         .await
         .unwrap();
@@ -76,7 +88,7 @@ async fn join(c: &Cluster, token: &str) -> Result<(String, reqwest::Client), Val
     }
     let cert = body["certificate"].as_str().unwrap().to_string();
     let node_id = body["nodeId"].as_str().unwrap().to_string();
-    Ok((node_id, client(&c.ca_pem, Some((&cert, &key.key_pem())))))
+    Ok((node_id, cert, key.key_pem()))
 }
 
 async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
@@ -286,5 +298,148 @@ async fn a_controller_writes_only_its_kinds_even_inside_a_transaction() {
     );
     let (code, _) = send(placement.get(format!("{u}/v1/tasks/t2"))).await;
     assert_eq!(code, 404, "nothing was written");
+    c.server.shutdown().await.unwrap();
+}
+
+/// A gRPC client of the dispatcher presenting `identity` (certificate, key), or none.
+async fn dispatcher(
+    c: &Cluster,
+    identity: Option<(&str, &str)>,
+) -> Result<swarm_proto::DispatcherClient<tonic::transport::Channel>, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity as TlsIdentity};
+    let addr = c.server.dispatcher_addr.unwrap();
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&c.ca_pem));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(TlsIdentity::from_pem(cert, key));
+    }
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    Ok(swarm_proto::DispatcherClient::new(channel))
+}
+
+fn register(name: &str) -> swarm_proto::v1::RegisterRequest {
+    swarm_proto::v1::RegisterRequest {
+        node_name: name.to_string(),
+        description: Some(swarm_proto::v1::NodeDescription {
+            hostname: name.to_string(),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn the_dispatcher_knows_nodes_by_their_certificate_only() {
+    let c = start().await;
+    let token = c.tokens.0.to_string();
+    let (a, a_cert, a_key) = join_as(&c, &token, "node-a").await.unwrap();
+    let (b, b_cert, b_key) = join_as(&c, &token, "node-b").await.unwrap();
+    assert_eq!((a.as_str(), b.as_str()), ("node-a", "node-b"));
+
+    // Node A asks to be B: it registers as A, the name in its certificate.
+    let mut client_a = dispatcher(&c, Some((&a_cert, &a_key))).await.unwrap();
+    let reg = client_a.register(register(&b)).await.unwrap().into_inner();
+    assert_eq!(reg.node_name, a);
+
+    // Node B cannot use A's session.
+    let mut client_b = dispatcher(&c, Some((&b_cert, &b_key))).await.unwrap();
+    let err = client_b
+        .heartbeat(swarm_proto::v1::HeartbeatRequest {
+            session_id: reg.session_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("belongs to node"), "{err:?}");
+
+    // An admin certificate is not a node's.
+    let (crt, key) = c.pki.write_admin_credentials(c._dir.path()).unwrap();
+    let mut admin = dispatcher(&c, Some((&read(&crt), &read(&key))))
+        .await
+        .unwrap();
+    let err = admin.register(register("admin")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("only node certificates"), "{err:?}");
+
+    // Without a certificate there is no connection at all.
+    let refused = match dispatcher(&c, None).await {
+        Err(_) => true,
+        Ok(mut anon) => anon.register(register("anon")).await.is_err(),
+    };
+    assert!(
+        refused,
+        "the dispatcher served a client without a certificate"
+    );
+
+    // A certificate of another cluster is refused too.
+    let other = ClusterCa::generate("elsewhere").unwrap();
+    let (fcert, fkey) = other
+        .issue(
+            &Identity::new("node-a", Role::Worker, "elsewhere"),
+            &[],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let refused = match dispatcher(&c, Some((&fcert, &fkey))).await {
+        Err(_) => true,
+        Ok(mut foreign) => foreign.register(register("node-a")).await.is_err(),
+    };
+    assert!(refused, "the dispatcher served a foreign certificate");
+    c.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn joining_names_the_node_and_creates_it_once() {
+    let c = start().await;
+    let token = c.tokens.0.to_string();
+    let (first, _, _) = join_as(&c, &token, "Worker 1").await.unwrap();
+    assert_eq!(first, "worker-1");
+    // The name is taken: the second machine gets it with a suffix.
+    let (second, _, _) = join_as(&c, &token, "worker-1").await.unwrap();
+    assert!(
+        second.starts_with("worker-1-") && second.len() > "worker-1-".len(),
+        "{second}"
+    );
+    for (name, role) in [(&first, "worker"), (&second, "worker")] {
+        let (code, node) = send(c.admin.get(format!("{}/v1/nodes/{name}", c.url))).await;
+        assert_eq!(code, 200, "{node}");
+        assert_eq!(node["spec"]["role"], role, "{node}");
+    }
+    let (manager, _, _) = join_as(&c, &c.tokens.1.to_string(), "m").await.unwrap();
+    let (_, node) = send(c.admin.get(format!("{}/v1/nodes/{manager}", c.url))).await;
+    assert_eq!(node["spec"]["role"], "manager", "{node}");
+    c.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn join_tokens_are_shown_and_rotated_to_admins_only() {
+    let c = start().await;
+    let (code, tokens) = send(c.admin.get(format!("{}/v1/join-tokens", c.url))).await;
+    assert_eq!(code, 200);
+    assert_eq!(tokens["worker"], c.tokens.0.to_string());
+    let (code, rotated) = send(
+        c.admin
+            .post(format!("{}/v1/join-tokens/worker/rotate", c.url)),
+    )
+    .await;
+    assert_eq!(code, 200, "{rotated}");
+    let fresh = rotated["token"].as_str().unwrap().to_string();
+    assert_ne!(fresh, c.tokens.0.to_string());
+    assert!(join(&c, &c.tokens.0.to_string()).await.is_err());
+    let (_, node) = join(&c, &fresh).await.unwrap();
+    let (code, body) = send(node.get(format!("{}/v1/join-tokens", c.url))).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("join tokens"),
+        "{body}"
+    );
+    let (code, body) = send(
+        c.admin
+            .post(format!("{}/v1/join-tokens/root/rotate", c.url)),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
     c.server.shutdown().await.unwrap();
 }

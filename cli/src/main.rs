@@ -60,11 +60,27 @@ enum Command {
     /// Write the JSON Schemas of the stack file and every kind into a directory.
     #[command(after_help = "Examples:\n  swarm schema --out schemas/")]
     Schema(cmd::schema::SchemaArgs),
-    /// Run the control plane (the apiserver, for now) in this process.
+    /// Run a manager in this process: apiserver, dispatcher, controllers and a local agent.
     #[command(
         after_help = "Examples:\n  swarm server --data-dir /var/lib/swarm\n  swarm server --data-dir ./data --listen 127.0.0.1:0\n  swarm server --data-dir ./data --store etcd --etcd-endpoints http://127.0.0.1:2379"
     )]
     Server(cmd::server::ServerArgs),
+    /// Make a new swarm: its CA, join tokens and admin credentials (docker's `swarm init`).
+    #[command(
+        after_help = "Examples:\n  swarm init --data-dir /var/lib/swarm\n  swarm init --advertise-addr 10.0.0.1"
+    )]
+    Init(cmd::init::InitArgs),
+    /// Join a swarm with a token and run this machine's agent (docker's `swarm join`).
+    #[command(
+        after_help = "Examples:\n  swarm join --token SWMTKN-1-… 10.0.0.1:2377\n  swarm join --token SWMTKN-1-… --node-name worker-2 10.0.0.1:2377"
+    )]
+    Join(cmd::join::JoinArgs),
+    /// Show or rotate the worker and manager join tokens (docker's `swarm join-token`).
+    #[command(
+        name = "join-token",
+        after_help = "Examples:\n  swarm join-token worker\n  swarm join-token -q manager\n  swarm join-token --rotate worker"
+    )]
+    JoinToken(cmd::join::JoinTokenArgs),
     /// Manage services (docker's `service` commands).
     Service(cmd::service::ServiceArgs),
     /// Manage nodes (docker's `node` commands).
@@ -106,6 +122,9 @@ fn main() -> ExitCode {
         Command::Convert(args) => cmd::convert::run(args),
         Command::Schema(args) => cmd::schema::run(args),
         Command::Server(args) => output::report(cmd::server::run(args)),
+        Command::Init(args) => output::report(cmd::init::run(args)),
+        Command::Join(args) => output::report(cmd::join::run(args)),
+        Command::JoinToken(args) => output::report(cmd::join::run_token(args)),
         Command::Service(args) => output::report(cmd::service::run(args)),
         Command::Node(args) => output::report(cmd::node::run(args)),
         Command::Network(args) => output::report(cmd::network::run(args)),

@@ -278,6 +278,34 @@ impl Client {
             .await
     }
 
+    // ---- join tokens ---------------------------------------------------------------------
+
+    /// The current worker and manager join tokens (admins and managers only).
+    pub async fn join_tokens(&self) -> Result<JoinTokens, ClientError> {
+        let path = "/v1/join-tokens";
+        let resp = self
+            .send(
+                self.request(Method::GET, path).timeout(REQUEST_TIMEOUT),
+                &format!("GET {path}"),
+            )
+            .await?;
+        decode(resp, path).await
+    }
+
+    /// Replaces the join token of `role` (`worker` or `manager`) and returns the new one;
+    /// the old one stops working at once.
+    pub async fn rotate_join_token(&self, role: &str) -> Result<String, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Rotated {
+            token: String,
+        }
+        let path = format!("/v1/join-tokens/{}/rotate", encode_segment(role));
+        let rotated: Rotated = self
+            .send_json(Method::POST, &path, &serde_json::json!({}))
+            .await?;
+        Ok(rotated.token)
+    }
+
     // ---- plumbing ------------------------------------------------------------------------
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -502,4 +530,11 @@ mod tests {
         assert!(msg.contains("refused"), "{msg}");
         assert!(msg.contains("is 'swarm server' running?"), "{msg}");
     }
+}
+
+/// The cluster's join tokens, as `GET /v1/join-tokens` answers.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct JoinTokens {
+    pub worker: String,
+    pub manager: String,
 }

@@ -14,7 +14,7 @@ pub mod transaction;
 pub mod watch;
 
 pub use apply::{ApplyAction, ApplyResponse, ApplyResult};
-pub use client::Client;
+pub use client::{Client, JoinTokens};
 pub use config::{ClientConfig, Context};
 pub use error::ClientError;
 pub use list::ObjectList;

@@ -9,6 +9,8 @@ pub mod describe;
 pub mod diff;
 pub mod events;
 pub mod get;
+pub mod init;
+pub mod join;
 pub mod network;
 pub mod node;
 pub mod rollout;

@@ -1,0 +1,196 @@
+//! Security as a user meets it through the CLI: `swarm server` is TLS by default, machines
+//! join with `swarm join --token`, `swarm join-token` shows and rotates tokens, `swarm init`
+//! makes a swarm that `swarm server` then runs; each refusal says clearly what is wrong.
+
+use std::time::{Duration, Instant};
+
+use swarm_client::ClientConfig;
+use swarm_tests::{Lines, Server, WAIT, swarm_command};
+
+/// `host:port` of the server's API, from its admin.conf.
+fn api_addr(server: &Server) -> String {
+    let conf = ClientConfig::load(&server.config).unwrap();
+    let url = conf.current().unwrap().server.clone();
+    url.trim_start_matches("https://").to_string()
+}
+
+/// Runs `check` until it returns `Some`, for at most `WAIT`.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn without_a_client_certificate_the_cli_says_not_authenticated() {
+    let server = Server::start_api_only().unwrap();
+    let conf = ClientConfig::load(&server.config).unwrap();
+    let ctx = conf.current().unwrap();
+    assert!(
+        ctx.server.starts_with("https://"),
+        "TLS by default: {}",
+        ctx.server
+    );
+    // The CA, but no client certificate.
+    let mut anonymous = ClientConfig::single(ctx.server.clone());
+    anonymous.contexts[0].certificate_authority = ctx.certificate_authority.clone();
+    let path = server.dir().join("anonymous.conf");
+    anonymous.save(&path).unwrap();
+    let out = swarm_command(server.dir())
+        .env("SWARM_CONFIG", &path)
+        .args(["get", "services"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("not authenticated: "), "{stderr}");
+    // The admin's credentials work.
+    server.swarm(&["get", "services"]).ok();
+}
+
+#[test]
+fn a_machine_joins_with_the_token_and_a_rotated_token_is_refused() {
+    let server = Server::start().unwrap();
+    let addr = api_addr(&server);
+    let shown = server.swarm(&["join-token", "worker"]).ok();
+    assert!(
+        shown
+            .stdout
+            .contains("To add a worker to this swarm, run the following command:"),
+        "{shown:#?}"
+    );
+    let token = server.swarm(&["join-token", "-q", "worker"]).ok();
+    let token = token.stdout.trim().to_string();
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("swarm join --token {token} {addr}")),
+        "{shown:#?}"
+    );
+
+    // A simulated node joins and becomes Ready.
+    let data = server.dir().join("joined");
+    let mut join = swarm_command(server.dir());
+    join.args([
+        "join",
+        "--token",
+        &token,
+        &addr,
+        "--runtime",
+        "sim",
+        "--node-name",
+        "edge",
+    ])
+    .arg("--data-dir")
+    .arg(&data);
+    let _agent = Lines::spawn(&mut join).unwrap();
+    eventually("the joined node to be ready", || {
+        let ls = server.swarm(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+        ls.stdout
+            .lines()
+            .any(|l| l == "edge-0000 Ready")
+            .then_some(())
+    });
+    assert!(data.join("nodes/edge-0000/pki/node.crt").exists());
+
+    // Rotation retires the old token: joining with it is refused, with advice.
+    let rotated = server.swarm(&["join-token", "--rotate", "worker"]).ok();
+    assert!(
+        rotated
+            .stdout
+            .starts_with("Successfully rotated worker join token."),
+        "{rotated:#?}"
+    );
+    let out = swarm_command(server.dir())
+        .args(["join", "--token", &token, &addr, "--data-dir"])
+        .arg(server.dir().join("late"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("not valid (it may have been rotated)"),
+        "{stderr}"
+    );
+
+    // A token of another swarm: the CA this manager shows is not the one in the token.
+    let other = Server::start_api_only().unwrap();
+    let foreign = other.swarm(&["join-token", "-q", "worker"]).ok();
+    let out = swarm_command(server.dir())
+        .args([
+            "join",
+            "--token",
+            foreign.stdout.trim(),
+            &addr,
+            "--data-dir",
+        ])
+        .arg(server.dir().join("foreign"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("does not match the join token"), "{stderr}");
+}
+
+#[test]
+fn swarm_init_makes_the_swarm_that_swarm_server_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let port = swarm_tests::closed_port().to_string();
+    let init = swarm_command(home.path())
+        .args(["init", "--port", &port, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&init.stdout);
+    assert!(init.status.success(), "{init:#?}");
+    assert!(stdout.contains("swarm join --token SWMTKN-1-"), "{stdout}");
+    // `~/.swarm/config` now points at the swarm.
+    let user_conf = ClientConfig::load(&home.path().join(".swarm/config")).unwrap();
+    let cluster = std::fs::read_to_string(data.join("pki/cluster-id")).unwrap();
+    assert_eq!(user_conf.current_context, cluster.trim());
+
+    // Again: refused, it is a swarm already.
+    let again = swarm_command(home.path())
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a swarm"));
+
+    // The manager runs it; the CLI finds it through ~/.swarm/config alone.
+    let log = std::fs::File::create(home.path().join("server.log")).unwrap();
+    let mut server = swarm_command(home.path())
+        .args([
+            "server",
+            "--agent",
+            "none",
+            "--dispatcher-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&data)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let listed = eventually("the server to answer", || {
+        let out = swarm_command(home.path())
+            .args(["get", "nodes"])
+            .output()
+            .ok()?;
+        out.status.success().then_some(out)
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(listed.status.success(), "{listed:#?}");
+    // Same CA as `swarm init` made: the cluster id did not change.
+    let after = std::fs::read_to_string(data.join("pki/cluster-id")).unwrap();
+    assert_eq!(after, cluster);
+}
