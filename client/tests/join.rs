@@ -27,19 +27,21 @@ async fn a_worker_joins_uses_its_certificate_and_renews_it() {
 
     let creds = join(&url, &token, "worker-1").await.unwrap();
     assert_eq!(creds.role(), Role::Worker);
-    assert_eq!(creds.identity.id.len(), 25);
+    // The node is named as it asked, and joining created its Node.
+    assert_eq!(creds.identity.id, "worker-1");
 
     // Saved, reloaded, and used through a credentials file: the node may read its own Node
-    // (absent yet: 404, not 401/403) and may not list services (403).
+    // and may not list services (403).
     let node_dir = dir.path().join("node");
     creds.save(&node_dir).unwrap();
     let again = NodeCredentials::load(&node_dir).unwrap();
     assert_eq!(again.identity, creds.identity);
     let client = Client::from_config(&NodeCredentials::client_config(&node_dir, &url)).unwrap();
-    match client.get::<swarm_api::Node>(&creds.identity.id).await {
-        Err(ClientError::Api(s)) => assert_eq!(s.code, 404, "{s:?}"),
-        other => panic!("expected 404, got {other:?}"),
-    }
+    let own = client
+        .get::<swarm_api::Node>(&creds.identity.id)
+        .await
+        .unwrap();
+    assert_eq!(own.spec.role, swarm_api::NodeRole::Worker);
     match client
         .list_all::<swarm_api::Service>(&Default::default())
         .await
