@@ -16,14 +16,14 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::{Run, Server, bin_dir, workspace_root};
+use crate::{Run, Server, workspace_root};
 
 /// The longest a wait in a cluster test lasts (containers start, nodes time out); waits end
 /// as soon as what they wait for holds.
@@ -238,7 +238,6 @@ pub struct Cluster {
     pub server: Server,
     /// Unique to this test and process; node names start with it.
     pub prefix: String,
-    dispatcher: String,
     agents: Vec<Agent>,
 }
 
@@ -270,7 +269,6 @@ impl Cluster {
                     return Cluster {
                         server,
                         prefix,
-                        dispatcher,
                         agents: Vec::new(),
                     };
                 }
@@ -280,8 +278,9 @@ impl Cluster {
         panic!("swarm server did not start: {last:?}")
     }
 
-    /// Starts a node: `swarm-agent` named `<prefix>-<suffix>` advertising `ip`, with its own
-    /// data directory, on the Docker runtime. Returns the node's name.
+    /// Starts a node named `<prefix>-<suffix>` advertising `ip`, with its own data
+    /// directory, on the Docker runtime: `swarm join --token … ADDR:PORT` with the worker
+    /// token, as a user adds a machine. Returns the node's name.
     ///
     /// The one place that knows how a node joins: change it here if joining changes.
     pub fn add_agent(&mut self, suffix: &str, ip: &str) -> String {
@@ -292,14 +291,15 @@ impl Cluster {
         let err = out
             .try_clone()
             .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let bin = bin_dir().join(format!("swarm-agent{}", std::env::consts::EXE_SUFFIX));
-        assert!(
-            bin.exists(),
-            "{} does not exist: build it first with `cargo build -p swarm-agent`",
-            bin.display()
-        );
-        let child = Command::new(&bin)
-            .args(["--manager", &self.dispatcher, "--data-dir"])
+        let token = self.server.swarm(&["join-token", "-q", "worker"]).ok();
+        let config = swarm_client::ClientConfig::load(&self.server.config)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.server.config.display()));
+        let api = config
+            .current()
+            .map(|c| c.server.trim_start_matches("https://").to_string())
+            .unwrap_or_default();
+        let child = crate::swarm_command(self.server.dir())
+            .args(["join", "--token", token.stdout.trim(), &api, "--data-dir"])
             .arg(&data)
             .args([
                 "--runtime",
@@ -310,12 +310,10 @@ impl Cluster {
                 &name,
             ])
             .env("SWARM_LOG", "info")
-            .env_remove("SWARM_MANAGER")
-            .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("cannot start swarm join: {e}"));
         self.agents.push(Agent {
             name: name.clone(),
             addr: ip.to_string(),
