@@ -72,7 +72,9 @@ fn controller_may_write(controller: &str, verb: Verb, kind: Kind) -> bool {
         (_, Lease) => matches!(verb, Create | Update | Delete),
         ("replication", Task) => matches!(verb, Create | Update | UpdateStatus | Delete),
         ("replication", Service) => verb == UpdateStatus,
-        ("ipam", Network | Service) => verb == UpdateStatus,
+        // ipam makes the `ingress` network itself when none exists.
+        ("ipam", Network) => matches!(verb, Create | UpdateStatus),
+        ("ipam", Service) => verb == UpdateStatus,
         ("ipam", Task) => matches!(verb, Update | UpdateStatus),
         ("placement", Task) => matches!(verb, Update | UpdateStatus),
         ("update", Task) => matches!(verb, Create | Update | UpdateStatus | Delete),
@@ -383,6 +385,14 @@ mod tests {
             )
             .is_err()
         );
+
+        // ipam creates the ingress network, and may not delete networks.
+        let ipam = Identity::new("ipam", Role::Controller, "c1");
+        let can = |verb| authorize(&ipam, &access(verb, Kind::Network, Some("ingress")), &tasks);
+        assert!(can(Verb::Create).is_ok());
+        assert!(can(Verb::UpdateStatus).is_ok());
+        assert!(can(Verb::Delete).is_err());
+        assert!(can(Verb::Update).is_err());
 
         let replication = Identity::new("replication", Role::Controller, "c1");
         assert!(

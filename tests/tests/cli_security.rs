@@ -98,6 +98,45 @@ fn a_machine_joins_with_the_token_and_a_rotated_token_is_refused() {
     });
     assert!(data.join("nodes/edge-0000/pki/node.crt").exists());
 
+    // Every controller acts under its own certificate, and each may do its part: ipam makes
+    // the ingress network, and a service converges on the joined node.
+    eventually("ipam to create the ingress network", || {
+        server
+            .swarm(&["get", "networks", "ingress"])
+            .success()
+            .then_some(())
+    });
+    let created = server.swarm(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--timeout",
+        "60s",
+        "swarm-examples/hello:1",
+    ]);
+    assert!(created.success(), "{created:#?}\n{}", server.log());
+    let ps = server.swarm(&[
+        "service",
+        "ps",
+        "web",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    ]);
+    let on_edge = ps
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("edge-0000 Running"))
+        .count();
+    assert_eq!(on_edge, 2, "{ps:#?}");
+    assert!(
+        !server.log().contains("may not"),
+        "an authorization refusal:\n{}",
+        server.log()
+    );
+
     // Rotation retires the old token: joining with it is refused, with advice.
     let rotated = server.swarm(&["join-token", "--rotate", "worker"]).ok();
     assert!(
