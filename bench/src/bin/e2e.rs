@@ -10,7 +10,7 @@
 //! opened before the create, times the phases: every task created (replication), allocated
 //! (ipam: PENDING), assigned (placement: ASSIGNED with a node) and RUNNING (agent → dispatcher).
 //! The apiserver's `/metrics` before and after give the store operations and requests the run
-//! cost.
+//! cost. Then the service is deleted and the time until gc has deleted every task is reported.
 //!
 //! `cargo run --release -p swarm-bench --bin e2e -- --nodes 1000 --tasks 100000 --store both`
 //! (also `--start-latency-ms` of the sim runtime, default 50, and `--timeout-s`, default 900).
