@@ -396,7 +396,9 @@ async fn apply(client: &Client, w: &Write) -> Result<(), Error> {
     }
 }
 
-/// Writes `status.replicas` and `status.observedGeneration` when they changed.
+/// Writes `status.replicas` and `status.observedGeneration` when they changed. The update
+/// controller writes the same status (`updateStatus`); a write that loses to it re-reads the
+/// service and tries again (a few times) rather than failing the whole reconcile into backoff.
 async fn write_status(client: &Client, svc: &Service, plan: &Plan) -> Result<(), Error> {
     let replicas = ReplicaStatus {
         desired: plan.desired,
@@ -404,21 +406,38 @@ async fn write_status(client: &Client, svc: &Service, plan: &Plan) -> Result<(),
         completed: plan.completed,
     };
     let generation = svc.metadata.generation;
-    if svc.status.replicas == replicas && svc.status.observed_generation == generation {
-        return Ok(());
-    }
-    let mut next = svc.clone();
-    next.status.replicas = replicas;
-    next.status.observed_generation = generation;
-    client
-        .replace_status(&next)
-        .await
-        .map(drop)
-        .map_err(|source| Error::Status {
+    let mut current = svc.clone();
+    let mut attempt = 0;
+    loop {
+        if current.status.replicas == replicas && current.status.observed_generation == generation {
+            return Ok(());
+        }
+        let mut next = current.clone();
+        next.status.replicas = replicas.clone();
+        next.status.observed_generation = generation;
+        let err = |source| Error::Status {
             service: svc.metadata.name.clone(),
             source,
-        })
+        };
+        match client.replace_status(&next).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_conflict() && attempt < STATUS_ATTEMPTS => {
+                attempt += 1;
+                current = client
+                    .get::<Service>(&svc.metadata.name)
+                    .await
+                    .map_err(err)?;
+                if current.metadata.uid != svc.metadata.uid {
+                    return Ok(()); // deleted and made again: its own reconcile follows
+                }
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
 }
+
+/// Tries of a status write that keeps losing to other writers of the service status.
+const STATUS_ATTEMPTS: u32 = 3;
 
 /// Tasks of one service grouped by slot (replicated) or node (global): the unit of history.
 pub fn slot_key(t: &Task) -> String {
