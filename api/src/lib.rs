@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod kind;
+pub mod logs;
 pub mod meta;
 pub mod objects;
 pub mod selector;

@@ -142,6 +142,8 @@ const LIST_QUERY: &[&str] = &[
     "timeoutSeconds",
 ];
 
+const LOG_QUERY: &[&str] = &["follow", "tail", "timestamps"];
+
 const fn route(method: &'static str, path: &'static str, summary: &'static str) -> RouteDoc {
     RouteDoc {
         method,
@@ -204,6 +206,22 @@ pub const ROUTES: &[RouteDoc] = &[
         )
     },
     RouteDoc {
+        query: LOG_QUERY,
+        ..route(
+            "GET",
+            "/v1/services/{name}/logs",
+            "Stream the container logs of a service's tasks (NDJSON records)",
+        )
+    },
+    RouteDoc {
+        query: LOG_QUERY,
+        ..route(
+            "GET",
+            "/v1/tasks/{name}/logs",
+            "Stream the container logs of one task (NDJSON records)",
+        )
+    },
+    RouteDoc {
         has_body: true,
         ..route(
             "POST",
@@ -257,6 +275,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/join-tokens", get(join_tokens::get))
         .route("/v1/join-tokens/{role}/rotate", post(join_tokens::rotate))
         .route("/v1/stacks/{name}/apply", post(apply::apply))
+        .route("/v1/services/{name}/logs", get(logs::service_logs))
+        .route("/v1/tasks/{name}/logs", get(logs::task_logs))
         .route("/v1/{plural}", get(list::list).post(objects::create))
         .route(
             "/v1/{plural}/{name}",
@@ -409,6 +429,7 @@ impl Server {
             max_body_bytes: opts.max_body_bytes,
             shutdown,
             dispatcher_port: dispatcher.as_ref().map(|(_, a, _)| a.port()),
+            logs: opts.dispatcher.logs.clone(),
         };
         Ok(Server {
             listener,

@@ -8,9 +8,11 @@
 //! * `hub` — one watch per kind on the apiserver's watch cache, indexed by node and fanned out
 //!   to the node's assignment stream;
 //! * `stream` — builds the bounded assignment messages of one session;
-//! * `status` — batched task status reports, one store transaction per batch.
+//! * `status` — batched task status reports, one store transaction per batch;
+//! * `logs` — the log broker: log subscriptions sent to nodes, their lines back to REST readers.
 
 mod hub;
+pub mod logs;
 mod nodes;
 mod service;
 mod sessions;
@@ -45,6 +47,8 @@ pub struct DispatcherOptions {
     pub max_message_bytes: usize,
     /// Writes per store transaction (status batches and heartbeat flushes are split).
     pub max_ops_per_txn: usize,
+    /// The log broker, shared with the REST API's log endpoints (a handle: clones share it).
+    pub logs: logs::LogBroker,
 }
 
 impl Default for DispatcherOptions {
@@ -57,6 +61,7 @@ impl Default for DispatcherOptions {
             max_message_bytes: 1024 * 1024,
             // etcd refuses transactions of more than 128 operations (`--max-txn-ops`).
             max_ops_per_txn: 100,
+            logs: logs::LogBroker::default(),
         }
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use swarm_proto::v1::{
-    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
+    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, LogSubscription,
+    LogSubscriptionsRequest, PublishLogsMessage, PublishLogsResponse, RegisterRequest,
     RegisterResponse, RoutesMessage, RoutesRequest, UpdateTaskStatusRequest,
     UpdateTaskStatusResponse,
 };
@@ -239,5 +240,35 @@ impl swarm_proto::Dispatcher for DispatcherService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type LogSubscriptionsStream = ReceiverStream<Result<LogSubscription, Status>>;
+
+    async fn log_subscriptions(
+        &self,
+        req: Request<LogSubscriptionsRequest>,
+    ) -> Result<Response<Self::LogSubscriptionsStream>, Status> {
+        let session = self.session(&req, &req.get_ref().session_id)?;
+        Ok(Response::new(self.inner.opts.logs.listen(session)))
+    }
+
+    async fn publish_logs(
+        &self,
+        req: Request<tonic::Streaming<PublishLogsMessage>>,
+    ) -> Result<Response<PublishLogsResponse>, Status> {
+        let peer = identity_from_peer(&req);
+        let mut stream = req.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Ok(Response::new(PublishLogsResponse {}));
+        };
+        let session = self
+            .inner
+            .sessions
+            .get(&first.session_id, peer.as_deref())
+            .map_err(session_status)?;
+        let logs = &self.inner.opts.logs;
+        logs.publish(&session.node, first, stream)
+            .await
+            .map(Response::new)
     }
 }

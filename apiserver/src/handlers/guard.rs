@@ -156,6 +156,16 @@ async fn check(
                 )))
             };
         }
+        // Container logs: what any task of the cluster printed is for admins and managers.
+        ["v1", "services" | "tasks", _, "logs"] => {
+            return if matches!(who.role, Role::Admin | Role::Manager) {
+                Ok(())
+            } else {
+                Err(forbidden(format!(
+                    "{who} may not read container logs: only admins and managers may"
+                )))
+            };
+        }
         ["v1", plural] => (*plural, None, false),
         ["v1", plural, name] => (*plural, Some(*name), false),
         ["v1", plural, name, "status"] => (*plural, Some(*name), true),

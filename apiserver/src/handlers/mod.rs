@@ -10,6 +10,7 @@ pub mod health;
 pub mod join;
 pub mod join_tokens;
 pub mod list;
+pub mod logs;
 pub mod objects;
 pub mod redact;
 pub mod txn;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub pki: Option<Arc<crate::cluster_pki::ClusterPki>>,
     /// The port of the gRPC dispatcher, told to joining machines.
     pub dispatcher_port: Option<u16>,
+    /// The dispatcher's log broker (the log endpoints read container logs through it).
+    pub logs: crate::dispatcher::logs::LogBroker,
 }
 
 /// A request body parsed as JSON (any shape; typed decoding comes after, with field paths).
