@@ -7,9 +7,11 @@
 //! * `runner` — one task's state machine over the runtime;
 //! * `mesh` — the routing mesh: published ports forwarded to running tasks on any node;
 //! * `reporter` — status reports waiting to be sent, latest wins;
+//! * `logs` — log subscriptions from the dispatcher, answered with this node's container logs;
 //! * `runtime` — the `Runtime` trait and its `docker` and `sim` backends.
 
 pub mod credentials;
+pub mod logs;
 pub mod mesh;
 pub mod reporter;
 pub mod runner;

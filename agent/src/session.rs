@@ -127,6 +127,7 @@ pub async fn run_node(
         let result = session(
             &cfg,
             &info,
+            rt.clone(),
             channel.clone(),
             &mut worker,
             &reporter,
@@ -152,6 +153,7 @@ pub async fn run_node(
 async fn session(
     cfg: &NodeConfig,
     info: &NodeInfo,
+    rt: Arc<dyn Runtime>,
     channel: Option<Channel>,
     worker: &mut Worker,
     reporter: &Reporter,
@@ -185,6 +187,9 @@ async fn session(
         })
         .await?
         .into_inner();
+    // Log subscriptions for the length of this session.
+    let logs = tokio::spawn(crate::logs::run(client.clone(), session_id.clone(), rt));
+    let _logs = AbortOnDrop(logs.abort_handle());
     let mut next_beat =
         tokio::time::Instant::now() + Duration::from_millis(u64::from(reg.heartbeat_period_ms));
     let mut flush = tokio::time::interval(Duration::from_millis(100));
@@ -261,6 +266,15 @@ async fn session(
                 }
             }
         }
+    }
+}
+
+/// Aborts a task when dropped (when the session ends, however it ends).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

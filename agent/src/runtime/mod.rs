@@ -8,6 +8,7 @@ pub mod sim;
 use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use swarm_api::{Config, Network, PortConfig, Secret, Service, Task, TaskHealth};
 use tokio::sync::broadcast;
 
@@ -86,6 +87,35 @@ pub fn task_ports(task: &Task, assets: &Assets) -> Vec<PortConfig> {
     }
 }
 
+/// Which output of a container a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogSource {
+    Stdout,
+    Stderr,
+}
+
+/// One line of a container's output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub source: LogSource,
+    /// When the container wrote it, in nanoseconds since the Unix epoch (0: unknown).
+    pub timestamp_nanos: i64,
+    /// The line without its newline.
+    pub line: Vec<u8>,
+}
+
+/// Which lines of a container's log to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogRequest {
+    /// Keep going with new lines until the stream is dropped.
+    pub follow: bool,
+    /// Only the last N lines; `None`: all.
+    pub tail: Option<u64>,
+}
+
+/// A container's log lines, oldest first.
+pub type LogLines = BoxStream<'static, Result<LogEntry, RuntimeError>>;
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum RuntimeError {
     /// The task cannot run here (bad image, bad spec): before start it is REJECTED, after,
@@ -117,4 +147,7 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove(&self, task: &str) -> Result<(), RuntimeError>;
     /// Removes this node's networks that no task in `in_use` (network object names) needs.
     async fn prune_networks(&self, in_use: &BTreeSet<String>) -> Result<(), RuntimeError>;
+    /// The log of the container of the task named `task` on this node (stdout and stderr);
+    /// `Fatal` when this node has no container for it.
+    async fn logs(&self, task: &str, req: LogRequest) -> Result<LogLines, RuntimeError>;
 }

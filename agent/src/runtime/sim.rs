@@ -7,12 +7,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use rand::Rng;
 use swarm_api::Task;
 use tokio::sync::broadcast;
 
 use super::{
-    Assets, ContainerStatus, Managed, NodeInfo, Observed, Runtime, RuntimeError, RuntimeEvent,
+    Assets, ContainerStatus, LogEntry, LogLines, LogRequest, LogSource, Managed, NodeInfo,
+    Observed, Runtime, RuntimeError, RuntimeEvent,
 };
 
 /// How simulated containers behave.
@@ -197,6 +199,50 @@ impl Runtime for SimRuntime {
     async fn prune_networks(&self, _in_use: &BTreeSet<String>) -> Result<(), RuntimeError> {
         Ok(())
     }
+
+    /// Three made-up lines per container (the third on stderr); following then waits for
+    /// lines that never come, as a quiet container's log does.
+    async fn logs(&self, task: &str, req: LogRequest) -> Result<LogLines, RuntimeError> {
+        if !self.lock().contains_key(task) {
+            return Err(RuntimeError::Fatal(format!(
+                "task {task} has no container on node {}",
+                self.node
+            )));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let lines = [
+            (
+                LogSource::Stdout,
+                format!("sim: {task} created on {}", self.node),
+            ),
+            (LogSource::Stdout, format!("sim: {task} started")),
+            (LogSource::Stderr, format!("sim: {task} has nothing to say")),
+        ];
+        let skip = match req.tail {
+            Some(n) => lines.len().saturating_sub(n as usize),
+            None => 0,
+        };
+        let entries: Vec<Result<LogEntry, RuntimeError>> = lines
+            .into_iter()
+            .skip(skip)
+            .map(|(source, line)| {
+                Ok(LogEntry {
+                    source,
+                    timestamp_nanos: now,
+                    line: line.into_bytes(),
+                })
+            })
+            .collect();
+        let head = futures::stream::iter(entries);
+        Ok(if req.follow {
+            head.chain(futures::stream::pending()).boxed()
+        } else {
+            head.boxed()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +289,40 @@ mod tests {
         rt.remove("s.1.1").await.unwrap();
         rt.remove("s.1.1").await.unwrap();
         assert_eq!(rt.inspect(&t).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn logs_are_a_few_made_up_lines_of_existing_containers() {
+        let rt = SimRuntime::new(
+            "n1",
+            SimOptions {
+                start_latency: Duration::ZERO,
+                ..Default::default()
+            },
+        );
+        assert!(matches!(
+            rt.logs("s.1.1", LogRequest::default()).await,
+            Err(RuntimeError::Fatal(_))
+        ));
+        rt.prepare(&task("s.1.1"), &Assets::default())
+            .await
+            .unwrap();
+        let all: Vec<LogEntry> = rt
+            .logs("s.1.1", LogRequest::default())
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].line, b"sim: s.1.1 created on n1");
+        assert_eq!(all[2].source, LogSource::Stderr);
+        let tail = LogRequest {
+            tail: Some(1),
+            ..Default::default()
+        };
+        let last: Vec<_> = rt.logs("s.1.1", tail).await.unwrap().collect().await;
+        assert_eq!(last.len(), 1);
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! * `events` — Docker's event stream for this node's containers, as runner wake-ups;
 //! * `network` — swarm networks as Docker bridge networks;
 //! * `files` — secrets and configs as read-only files mounted into the container;
-//! * `template` — `templateDriver: golang` secrets and configs, rendered per task.
+//! * `template` — `templateDriver: golang` secrets and configs, rendered per task;
+//! * `logs` — container logs cut into lines.
 //!
 //! Every step is idempotent, as SwarmKit's adapter: a name conflict on create means the
 //! container is already there; start only starts a container that is not running; stop and
@@ -12,6 +13,7 @@
 
 mod events;
 mod files;
+mod logs;
 mod network;
 pub mod spec;
 mod template;
@@ -32,7 +34,8 @@ use swarm_api::{PortConfig, PortProtocol, PublishMode, Task, TaskHealth};
 use tokio::sync::broadcast;
 
 use super::{
-    Assets, ContainerStatus, Managed, NodeInfo, Observed, Runtime, RuntimeError, RuntimeEvent,
+    Assets, ContainerStatus, LogLines, LogRequest, Managed, NodeInfo, Observed, Runtime,
+    RuntimeError, RuntimeEvent,
 };
 use spec::{LABEL_NODE, LABEL_TASK, container_name, create_body, docker_network};
 
@@ -379,5 +382,36 @@ impl Runtime for DockerRuntime {
 
     async fn prune_networks(&self, in_use: &BTreeSet<String>) -> Result<(), RuntimeError> {
         network::prune(&self.docker, &self.node, in_use).await
+    }
+
+    async fn logs(&self, task: &str, req: LogRequest) -> Result<LogLines, RuntimeError> {
+        let Some(m) = self.list().await?.into_iter().find(|m| m.task == task) else {
+            return Err(RuntimeError::Fatal(format!(
+                "task {task} has no container on node {}",
+                self.node
+            )));
+        };
+        let opts = bollard::query_parameters::LogsOptions {
+            follow: req.follow,
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            tail: req
+                .tail
+                .map_or_else(|| "all".to_string(), |n| n.to_string()),
+            ..Default::default()
+        };
+        let lines = self
+            .docker
+            .logs(&m.id, Some(opts))
+            .flat_map(|frame| {
+                let items: Vec<Result<_, RuntimeError>> = match frame {
+                    Ok(f) => logs::frame_lines(f).into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(docker_error(e))],
+                };
+                futures::stream::iter(items)
+            })
+            .boxed();
+        Ok(lines)
     }
 }

@@ -1,5 +1,7 @@
 //! `hello`: the demo web app of the examples. It answers every request with who served it
-//! (hostname, task, version), so a `curl` through the routing mesh shows which task answered.
+//! (hostname, task, version), so a `curl` through the routing mesh shows which task answered,
+//! and logs one line per request on stdout (`swarm service logs` shows them; `/health` probes
+//! are not logged).
 //!
 //! Configuration, all from the environment:
 //! * `PORT` (default 8080): where to listen.
@@ -157,12 +159,23 @@ fn handle(
             break;
         }
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let mut words = request_line.split_whitespace();
+    let method = words.next().unwrap_or("GET");
+    let path = words.next().unwrap_or("/");
     let (status, body) = match path {
         "/health" if healthy => ("200 OK", "ok\n".to_string()),
         "/health" => ("500 Internal Server Error", "unhealthy\n".to_string()),
         _ => {
             let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+            // One line per request on stdout (health probes stay quiet), for `service logs`.
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|_| "-".into());
+            println!(
+                "hello: {method} {path} 200 from {peer} (request {n}, version {})",
+                identity.version
+            );
             ("200 OK", identity.json(n))
         }
     };
