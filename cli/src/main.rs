@@ -97,6 +97,8 @@ enum Command {
     Wait(cmd::wait::WaitCmdArgs),
     /// Follow every change in the cluster, resumable by revision.
     Events(cmd::events::EventsArgs),
+    /// Fetch the logs of a task (or a service), as `service logs` does.
+    Logs(cmd::logs::LogsArgs),
     /// Roll-out status, history and undo of services (kubectl's `rollout`).
     Rollout(cmd::rollout::RolloutArgs),
     /// Print a shell completion script.
@@ -133,6 +135,7 @@ fn main() -> ExitCode {
         Command::Stack(args) => output::report(cmd::stack::run(args)),
         Command::Wait(args) => output::report(cmd::wait::run(args)),
         Command::Events(args) => output::report(cmd::events::run(args)),
+        Command::Logs(args) => output::report(cmd::logs::run(args)),
         Command::Rollout(args) => output::report(cmd::rollout::run(args)),
         Command::Completion(args) => output::report(cmd::completion::run(
             args,

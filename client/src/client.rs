@@ -14,6 +14,7 @@ use swarm_api::{AnyObject, Kind, Resource, Status};
 
 use crate::apply::ApplyResponse;
 use crate::list::{ObjectList, WireList};
+use crate::logs::{LogOptions, LogStream, decode_records};
 use crate::params::ListParams;
 use crate::transaction::{Operation, TransactionResponse, with_kind};
 use crate::watch::{WatchStream, decode_stream};
@@ -304,6 +305,27 @@ impl Client {
             .send_json(Method::POST, &path, &serde_json::json!({}))
             .await?;
         Ok(rotated.token)
+    }
+
+    // ---- logs ----------------------------------------------------------------------------
+
+    /// Streams the container logs of a service (`Kind::Service`) or of one task (`Kind::Task`)
+    /// as records, until the server ends the stream (not following) or it is dropped. An
+    /// unknown name is an `Err` (404) before any record.
+    pub async fn logs(
+        &self,
+        kind: Kind,
+        name: &str,
+        opts: &LogOptions,
+    ) -> Result<LogStream, ClientError> {
+        let path = format!("{}/logs", Self::item(kind, name));
+        let req = self.request(Method::GET, &path).query(&opts.query());
+        let resp = self.send(req, &format!("GET {path}")).await?;
+        let url = self.base.clone();
+        Ok(decode_records(
+            resp.bytes_stream(),
+            move |e: reqwest::Error| ClientError::transport(&url, &e),
+        ))
     }
 
     // ---- plumbing ------------------------------------------------------------------------

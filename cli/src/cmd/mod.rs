@@ -11,6 +11,7 @@ pub mod events;
 pub mod get;
 pub mod init;
 pub mod join;
+pub mod logs;
 pub mod network;
 pub mod node;
 pub mod rollout;

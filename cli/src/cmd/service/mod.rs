@@ -1,5 +1,5 @@
-//! `swarm service …`: docker's service commands — create, ls, ps, inspect, scale, update,
-//! rollback, rm.
+//! `swarm service …`: docker's service commands — create, ls, ps, inspect, logs, scale,
+//! update, rollback, rm.
 
 pub mod create;
 pub mod flags;
@@ -32,6 +32,8 @@ pub enum ServiceCommand {
     Ps(ps::PsArgs),
     /// Show services in detail (JSON, --format or --pretty).
     Inspect(inspect::InspectArgs),
+    /// Fetch the logs of a service or task.
+    Logs(crate::cmd::logs::LogsArgs),
     /// Change the number of tasks of replicated services.
     Scale(scale::ScaleArgs),
     /// Change a service and wait for the change to roll out.
@@ -49,6 +51,7 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
         ServiceCommand::Ls(a) => ls::run(a),
         ServiceCommand::Ps(a) => ps::run(a),
         ServiceCommand::Inspect(a) => inspect::run(a),
+        ServiceCommand::Logs(a) => crate::cmd::logs::run_service(a),
         ServiceCommand::Scale(a) => scale::run(a),
         ServiceCommand::Update(a) => update::run(*a),
         ServiceCommand::Rollback(a) => rollback::run(a),
