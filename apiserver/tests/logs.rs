@@ -175,7 +175,7 @@ async fn service_logs_gather_every_node_s_lines_through_the_broker() {
     let s2 = n2.subs.message().await.unwrap().unwrap();
     assert_eq!(s1.tasks, vec!["web.1.1"]);
     assert_eq!(s2.tasks, vec!["web.2.1"]);
-    let o = s1.options.clone().unwrap();
+    let o = s1.options.unwrap();
     assert_eq!((o.follow, o.tail), (false, 5));
     publish(&f, &n1, &s1, &[("web.1.1", "GET / from n1")]).await;
     publish(&f, &n2, &s2, &[("web.2.1", "GET / from n2")]).await;
@@ -246,7 +246,7 @@ async fn following_picks_up_tasks_that_start_later_and_closes_when_the_reader_le
         .unwrap();
     let mut body = resp.bytes_stream();
     let s1 = n1.subs.message().await.unwrap().unwrap();
-    assert!(s1.options.clone().unwrap().follow);
+    assert!(s1.options.unwrap().follow);
     // A second task appears (a scale-up): the broker sends it as a new part.
     let t2 = json!({"kind": "Task", "metadata": {"name": "web.2.1"},
                     "spec": {"service": "web", "slot": 2, "nodeName": "n1",
