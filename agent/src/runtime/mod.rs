@@ -148,6 +148,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// Removes this node's networks that no task in `in_use` (network object names) needs.
     async fn prune_networks(&self, in_use: &BTreeSet<String>) -> Result<(), RuntimeError>;
     /// The log of the container of the task named `task` on this node (stdout and stderr);
-    /// `Fatal` when this node has no container for it.
-    async fn logs(&self, task: &str, req: LogRequest) -> Result<LogLines, RuntimeError>;
+    /// `Fatal` when this node has no container for it. Runtimes that keep no logs (test
+    /// doubles) need not implement it.
+    async fn logs(&self, task: &str, _req: LogRequest) -> Result<LogLines, RuntimeError> {
+        Err(RuntimeError::Fatal(format!(
+            "task {task}: this runtime keeps no container logs"
+        )))
+    }
 }
