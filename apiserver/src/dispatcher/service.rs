@@ -256,7 +256,7 @@ impl swarm_proto::Dispatcher for DispatcherService {
         &self,
         req: Request<tonic::Streaming<PublishLogsMessage>>,
     ) -> Result<Response<PublishLogsResponse>, Status> {
-        let peer = identity_from_peer(&req);
+        let peer = identity_from_peer(&req)?;
         let mut stream = req.into_inner();
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(PublishLogsResponse {}));
