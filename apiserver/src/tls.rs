@@ -149,7 +149,7 @@ pub fn accept_stream(
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }
-                    Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
+                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake refused"),
                     Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                 }
             });
@@ -159,44 +159,30 @@ pub fn accept_stream(
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then lets open
-/// connections finish for a few seconds.
+/// connections finish for a few seconds. Connections come from [`accept_stream`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: Arc<ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let acceptor = TlsAcceptor::from(config);
+    use tokio_stream::StreamExt as _;
+    let mut incoming = accept_stream(listener, config);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (tcp, remote) = tokio::select! {
+        let tls = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            next = incoming.next() => match next {
+                Some(Ok(tls)) => tls,
+                Some(Err(_)) => continue,
+                None => break,
             },
         };
-        let acceptor = acceptor.clone();
+        let remote = tls.get_ref().0.peer_addr().ok();
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
             let identity = tls
                 .get_ref()
                 .1
@@ -205,7 +191,7 @@ pub async fn serve(
                 .and_then(|leaf| match Identity::from_cert_der(leaf) {
                     Ok(id) => Some(id),
                     Err(e) => {
-                        tracing::info!(%remote, error = %e, "client certificate without a swarm identity");
+                        tracing::info!(?remote, error = %e, "client certificate without a swarm identity");
                         None
                     }
                 });
@@ -214,7 +200,7 @@ pub async fn serve(
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .into_owned();
             if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
+                tracing::debug!(?remote, error = %e, "connection ended with an error");
             }
         });
     }

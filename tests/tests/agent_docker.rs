@@ -8,7 +8,7 @@
 //! placement would leave them.
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -26,31 +26,6 @@ use tokio::sync::watch;
 
 /// The longest any wait lasts; waits end as soon as what they wait for happens.
 const PATIENCE: Duration = Duration::from_secs(90);
-
-static IMAGES: Mutex<bool> = Mutex::new(false);
-
-/// Builds the demo images unless they are there.
-fn images() {
-    let mut built = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
-    if *built {
-        return;
-    }
-    let have = |tag: &str| {
-        Command::new("docker")
-            .args(["image", "inspect", tag])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !(have("swarm-examples/hello:1") && have("swarm-examples/hello:bad")) {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let st = Command::new("bash")
-            .arg(format!("{root}/examples/apps/build.sh"))
-            .status()
-            .expect("run build.sh");
-        assert!(st.success(), "examples/apps/build.sh failed");
-    }
-    *built = true;
-}
 
 fn docker(args: &[&str]) -> (bool, String, String) {
     let o = Command::new("docker").args(args).output().expect("docker");
@@ -131,7 +106,7 @@ impl Drop for Cluster {
 
 impl Cluster {
     async fn start(test: &str) -> Cluster {
-        images();
+        swarm_tests::cluster::build_images();
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
