@@ -91,14 +91,19 @@ impl ApiServer {
     }
 }
 
-/// The `swarm_apiserver_open_watches` gauge for `resource`.
-pub async fn open_watches(http: &reqwest::Client, url: &str, resource: &str) -> Result<u64> {
-    let text = http
+/// The apiserver's `/metrics` page, as text.
+pub async fn metrics_text(http: &reqwest::Client, url: &str) -> Result<String> {
+    Ok(http
         .get(format!("{url}/metrics"))
         .send()
         .await?
         .text()
-        .await?;
+        .await?)
+}
+
+/// The `swarm_apiserver_open_watches` gauge for `resource`.
+pub async fn open_watches(http: &reqwest::Client, url: &str, resource: &str) -> Result<u64> {
+    let text = metrics_text(http, url).await?;
     let prefix = format!("swarm_apiserver_open_watches{{resource=\"{resource}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

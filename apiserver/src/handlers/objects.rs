@@ -29,6 +29,21 @@ pub struct GetParams {
     pub resource_version: Option<String>,
 }
 
+/// The object `name` of `kind` from the watch cache, as fresh as `p.resourceVersion` asks;
+/// 404 when it does not exist.
+async fn cached(
+    st: &AppState,
+    kind: Kind,
+    name: &str,
+    p: &GetParams,
+) -> ApiResult<std::sync::Arc<crate::watch_cache::CachedObject>> {
+    let freshness = Freshness::parse(p.resource_version.as_deref())?;
+    st.cache
+        .get(kind, name, freshness)
+        .await?
+        .ok_or_else(|| ApiError::not_found(kind, name))
+}
+
 /// Reads are served by the watch cache once it has caught up with the store (see
 /// `watch_cache`), as the bytes it already holds: no store read, no decoding, no encoding.
 pub async fn get(
@@ -36,13 +51,7 @@ pub async fn get(
     Path((plural, name)): Path<(String, String)>,
     Params(p): Params<GetParams>,
 ) -> ApiResult<Response> {
-    let kind = kind_of(&plural)?;
-    let freshness = Freshness::parse(p.resource_version.as_deref())?;
-    let obj = st
-        .cache
-        .get(kind, &name, freshness)
-        .await?
-        .ok_or_else(|| ApiError::not_found(kind, &name))?;
+    let obj = cached(&st, kind_of(&plural)?, &name, &p).await?;
     let reveal = RevealParams {
         show_data: p.show_data,
     }
@@ -59,13 +68,7 @@ pub async fn get_status(
     Path((plural, name)): Path<(String, String)>,
     Params(p): Params<GetParams>,
 ) -> ApiResult<Response> {
-    let kind = status_kind(&plural)?;
-    let freshness = Freshness::parse(p.resource_version.as_deref())?;
-    let obj = st
-        .cache
-        .get(kind, &name, freshness)
-        .await?
-        .ok_or_else(|| ApiError::not_found(kind, &name))?;
+    let obj = cached(&st, status_kind(&plural)?, &name, &p).await?;
     // Kinds with a status hold no secret data.
     Ok(json_bytes(obj.json.clone()))
 }

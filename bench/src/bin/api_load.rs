@@ -82,12 +82,7 @@ struct Phase {
 type Histograms = std::collections::BTreeMap<String, Vec<(f64, f64)>>;
 
 async fn histograms(http: &reqwest::Client, url: &str) -> Result<Histograms> {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = swarm_bench::metrics_text(http, url).await?;
     let mut out = Histograms::new();
     for line in text.lines() {
         // name_bucket{labels,le="0.005"} 123
