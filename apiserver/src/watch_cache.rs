@@ -315,11 +315,17 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// If every event up to the cache's revision has been received, that revision (for a
-    /// bookmark). Checked under the cache lock, so it cannot race with a push.
+    /// A revision up to which this watcher has received every event, for a `BOOKMARK`: the
+    /// cache's revision, which follows the store's progress reports, so it passes the writes
+    /// to other kinds too (a client watching several kinds learns that each has passed `R`).
+    /// `None` while events are queued for the watcher, or while the cache is in the middle
+    /// of a transaction (some of its events applied, not yet all: a client resuming from that
+    /// revision would miss the rest). Checked under the cache lock, so it cannot race with a
+    /// push. Never below the revision the watch started from.
     pub fn bookmark_revision(&self) -> Option<Revision> {
         let inner = self.cache.lock();
-        self.rx.is_empty().then_some(inner.revision)
+        let whole = !inner.consistent || inner.revision <= inner.fresh;
+        (whole && self.rx.is_empty()).then_some(inner.revision.max(self.revision))
     }
 
     pub fn kind(&self) -> Kind {

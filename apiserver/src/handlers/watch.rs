@@ -3,10 +3,11 @@
 //! Where the events come from depends on `resourceVersion`:
 //! * absent or `"0"`: the watch cache's current objects as `ADDED`, then live events
 //!   (`kubectl get -w`);
-//! * `N` within the cache's window: every event after `N` replayed from memory, then live;
+//! * `N` within the cache's window: every event after `N` replayed from memory, then live —
+//!   also when the store has compacted past `N` meanwhile (the cache still holds those events);
 //! * `N` older than the window but not compacted: a store watch of its own from `N` (the rare
 //!   "client was away a long time" case; it does not switch over to the cache later);
-//! * `N` compacted: 410 `Expired` before any streaming starts;
+//! * `N` older than the window and compacted: 410 `Expired` before any streaming starts;
 //! * `N` newer than the store's current revision: 504 `Timeout` with a
 //!   `ResourceVersionTooLarge` cause, as Kubernetes answers (see `too_large`).
 //!
@@ -14,6 +15,9 @@
 //! body. The task ends when the client goes away, the cache cuts the watch off, `timeoutSeconds`
 //! passes, or the server shuts down. With `allowWatchBookmarks=true` it sends a `BOOKMARK`
 //! every `bookmark_interval`, carrying a revision up to which the client has seen everything.
+//! That revision follows the store's, not just the kind's own events (`Subscription::
+//! bookmark_revision`), so a client watching several kinds can order them against each other,
+//! and resuming from it is always served from the cache.
 //!
 //! A slow client: when a client stops reading, the HTTP body stops being polled, the channel
 //! fills and the task waits to hand over its next line. Meanwhile the cache keeps pushing into
@@ -62,25 +66,27 @@ pub async fn watch(st: AppState, kind: Kind, p: ListParams) -> ApiResult<Respons
         })?)),
     };
     let after = parse_revision(p.resource_version.as_deref().unwrap_or(""))?.filter(|n| *n > 0);
+    let store = st.registry.store();
     if let Some(n) = after {
-        let store = st.registry.store();
-        let compacted = store.compacted_revision().await?;
-        if n < compacted {
-            return Err(ApiError::from(StoreError::Compacted {
-                requested: n,
-                compacted,
-            }));
-        }
         let current = store.current_revision().await?;
         if n > current {
             return Err(too_large(n, current));
         }
     }
     let source = match st.cache.kind(kind).subscribe(after, filter.clone()).await {
+        // The cache holds every event after `n`, even if the store compacted past it since:
+        // a client resuming from a bookmark of a quiet kind is served, not sent to re-list.
         Start::Cached(sub) => Source::Cache(sub),
         Start::TooOld => {
             let n = after.unwrap_or(0);
-            let stream = st.registry.store().watch(&kind.key_prefix(), n).await?;
+            let compacted = store.compacted_revision().await?;
+            if n < compacted {
+                return Err(ApiError::from(StoreError::Compacted {
+                    requested: n,
+                    compacted,
+                }));
+            }
+            let stream = store.watch(&kind.key_prefix(), n).await?;
             Source::Store {
                 stream,
                 filter: Arc::new(filter),
