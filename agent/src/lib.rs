@@ -173,17 +173,48 @@ fn node_name(opts: &AgentOptions, fallback: &str) -> Result<String, AgentError> 
         source,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
-    let file = dir.join("node-name");
-    let name = match &opts.node_name {
-        Some(n) => n.clone(),
-        None => match std::fs::read_to_string(&file) {
-            Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
-            _ => fallback.to_string(),
-        },
-    };
-    std::fs::write(&file, &name).map_err(err)?;
+    let name = opts
+        .node_name
+        .clone()
+        .or_else(|| kept_node_name(dir))
+        .unwrap_or_else(|| fallback.to_string());
+    std::fs::write(dir.join("node-name"), &name).map_err(err)?;
     Ok(name)
 }
+
+/// The node name kept in the data dir by an earlier start, if any.
+fn kept_node_name(data_dir: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join("node-name"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The name of simulated node `i` of a sim agent whose nodes are named `prefix-NNNN`.
+fn sim_node_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i:04}")
+}
+
+impl AgentOptions {
+    /// The name this agent's node (with the sim runtime: its first node) asks for, known
+    /// before it starts: `node_name`, else the name kept in the data dir (the certificate's,
+    /// after a first join), else the hostname; sim nodes are `PREFIX-0000` (`node_name` or
+    /// `sim`). A first join under a name another node has gets a suffixed one, which this
+    /// returns from the next start on.
+    pub fn expected_node_name(&self) -> String {
+        match self.runtime {
+            RuntimeKind::Docker => self
+                .node_name
+                .clone()
+                .or_else(|| kept_node_name(&self.data_dir))
+                .unwrap_or_else(hostname_fallback),
+            RuntimeKind::Sim => sim_node_name(self.node_name.as_deref().unwrap_or(SIM_PREFIX), 0),
+        }
+    }
+}
+
+/// The prefix of simulated nodes' names when none is given.
+const SIM_PREFIX: &str = "sim";
 
 /// Keeps `name` as the node's name in the data dir.
 fn remember_node_name(opts: &AgentOptions, name: &str) -> Result<(), AgentError> {
@@ -228,8 +259,8 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
             session::run_node(cfg, Arc::new(rt), None, shutdown).await;
         }
         RuntimeKind::Sim => {
-            let prefix = opts.node_name.clone().unwrap_or_else(|| "sim".to_string());
-            run_sim(&opts, &prefix, &advertise, shutdown).await?;
+            let prefix = opts.node_name.as_deref().unwrap_or(SIM_PREFIX);
+            run_sim(&opts, prefix, &advertise, shutdown).await?;
         }
     }
     Ok(())
@@ -248,7 +279,7 @@ async fn run_sim(
     let mut channel = None;
     let mut nodes = Vec::new();
     for i in 0..opts.sim_nodes.max(1) {
-        let mut name = format!("{prefix}-{i:04}");
+        let mut name = sim_node_name(prefix, i);
         // Over TLS each node has its own certificate, hence its own connection; without,
         // nodes share connections.
         let tls = match &opts.tls {
@@ -295,4 +326,25 @@ fn hostname_fallback() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "node".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expected_node_name_is_given_else_kept_else_the_hostname() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = AgentOptions::new("127.0.0.1:4242", dir.path());
+        assert_eq!(opts.expected_node_name(), hostname_fallback());
+        std::fs::write(dir.path().join("node-name"), "web-2\n").unwrap();
+        assert_eq!(opts.expected_node_name(), "web-2");
+        opts.node_name = Some("asked".into());
+        assert_eq!(opts.expected_node_name(), "asked");
+        assert_eq!(node_name(&opts, "fallback").unwrap(), "asked");
+        opts.runtime = RuntimeKind::Sim;
+        assert_eq!(opts.expected_node_name(), "asked-0000");
+        opts.node_name = None;
+        assert_eq!(opts.expected_node_name(), "sim-0000");
+    }
 }

@@ -254,3 +254,40 @@ fn create_update_rollback_converge_on_simulated_nodes() {
     ]);
     assert_eq!(image.stdout, "app:1\n");
 }
+
+/// `node ls` shows the manager whose server holds the controllers' leases as `Leader`: here
+/// `swarm server`'s own node (its local agent's first simulated node), while the other
+/// simulated manager is `Reachable`; `node inspect --pretty` agrees.
+#[test]
+fn node_ls_shows_the_servers_own_node_as_leader() {
+    let c = swarm_tests::Server::start_with(&[
+        "--agent",
+        "sim",
+        "--sim-nodes",
+        "2",
+        "--node-name",
+        "lead",
+    ])
+    .unwrap();
+    let deadline = std::time::Instant::now() + swarm_tests::WAIT;
+    let format = "{{.Hostname}} {{.Status}} {{.ManagerStatus}}";
+    loop {
+        let nodes = c.swarm(&["node", "ls", "--format", format]).ok();
+        if nodes.lines() == ["lead-0000 Ready Leader", "lead-0001 Ready Reachable"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server's node never showed as the leader: {nodes:#?}\n{}",
+            c.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let table = c.swarm(&["node", "ls"]).ok();
+    assert!(
+        table.lines()[1].contains("lead-0000   Ready     Active         Leader "),
+        "{table:#?}"
+    );
+    let pretty = c.swarm(&["node", "inspect", "--pretty", "lead-0000"]).ok();
+    assert!(pretty.stdout.contains(" Leader:\t\tYes\n"), "{pretty:#?}");
+}

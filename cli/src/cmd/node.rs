@@ -1,5 +1,6 @@
 //! `swarm node ls|inspect|ps|update|promote|demote|rm`: docker's node commands.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -11,9 +12,9 @@ use swarm_client::ListParams;
 use crate::cmd::service::ps::TaskListFlags;
 use crate::cmd::{inspect_json, service::parse};
 use crate::connect::{ConnectArgs, block_on};
-use crate::lookup;
 use crate::output::{self, columns::wire, humanize};
 use crate::view::node::{self as view, hostname, local_hostname};
+use crate::{leader, lookup};
 
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
@@ -124,9 +125,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             connect,
         } => {
             let client = connect.client()?;
-            let nodes = block_on(client.list_all::<Node>(&ListParams::default()))?
-                .context("cannot list nodes")?
-                .items;
+            let (nodes, leaders) = block_on(async {
+                let nodes = client
+                    .list_all::<Node>(&ListParams::default())
+                    .await
+                    .context("cannot list nodes")?
+                    .items;
+                anyhow::Ok((nodes, leader::fetch_leader_nodes(&client).await?))
+            })??;
             let mut kept = Vec::new();
             for n in nodes {
                 if keeps(&n, &filter)? {
@@ -134,7 +140,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             let me = local_hostname();
-            output::emit(&view::list(&kept, me.as_deref()).render(format.as_deref(), quiet)?)?;
+            let listing = view::list(&kept, me.as_deref(), &leaders);
+            output::emit(&listing.render(format.as_deref(), quiet)?)?;
         }
         NodeCommand::Inspect {
             nodes,
@@ -145,9 +152,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             let client = connect.client()?;
             let found = block_on(find_all(&client, &nodes))??;
             let text = if pretty {
+                let leaders = block_on(leader::fetch_leader_nodes(&client))??;
                 found
                     .iter()
-                    .map(|n| pretty_node(n, SystemTime::now()))
+                    .map(|n| pretty_node(n, &leaders, SystemTime::now()))
                     .collect::<Vec<_>>()
                     .join("\n")
             } else {
@@ -310,8 +318,8 @@ pub fn keeps(n: &Node, filters: &[String]) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// `node inspect --pretty`, in docker's layout.
-pub fn pretty_node(n: &Node, now: SystemTime) -> String {
+/// `node inspect --pretty`, in docker's layout; `leaders` as for `node ls`.
+pub fn pretty_node(n: &Node, leaders: &BTreeSet<String>, now: SystemTime) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "ID:\t\t\t{}", humanize::full_id(&n.metadata.uid));
     let _ = writeln!(o, "Name:\t\t\t{}", n.metadata.name);
@@ -352,12 +360,19 @@ pub fn pretty_node(n: &Node, now: SystemTime) -> String {
         let _ = writeln!(o, " Address:\t\t{}", n.status.addr);
     }
     if n.spec.role == NodeRole::Manager {
+        let status = view::manager_status(n, leaders);
         let _ = writeln!(
             o,
             "Manager Status:\n Address:\t\t{}\n Raft Status:\t\t{}",
             n.status.addr,
-            view::manager_status(n)
+            if status == "Leader" {
+                "Reachable"
+            } else {
+                status
+            }
         );
+        let leads = if status == "Leader" { "Yes" } else { "No" };
+        let _ = writeln!(o, " Leader:\t\t{leads}");
     }
     let p = &n.status.platform;
     let _ = writeln!(
@@ -407,8 +422,9 @@ mod tests {
 
     #[test]
     fn golden_node_pretty() {
+        let leaders = BTreeSet::from(["node-1".to_string()]);
         assert_eq!(
-            pretty_node(&node(), now()),
+            pretty_node(&node(), &leaders, now()),
             "ID:\t\t\t11111111000040008000000000000000
 Name:\t\t\tnode-1
 Labels:
@@ -422,6 +438,7 @@ Status:
 Manager Status:
  Address:\t\t10.0.0.1
  Raft Status:\t\tReachable
+ Leader:\t\tYes
 Platform:
  Operating System:\tlinux
  Architecture:\t\tx86_64
@@ -430,6 +447,11 @@ Resources:
  Memory:\t\t8GiB
 Engine Version:\t\t27.3.1
 "
+        );
+        let follower = pretty_node(&node(), &BTreeSet::new(), now());
+        assert!(
+            follower.contains(" Raft Status:\t\tReachable\n Leader:\t\tNo\n"),
+            "{follower}"
         );
     }
 

@@ -100,6 +100,17 @@ fn start_agent(
     server: &Server,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    let opts = agent_options(args, server)?;
+    Some(tokio::spawn(async move {
+        if let Err(e) = swarm_agent::run(opts, stop).await {
+            tracing::error!(error = %e, "local agent failed");
+            eprintln!("swarm server: the local agent stopped: {e}");
+        }
+    }))
+}
+
+/// The local agent's options (`None`: `--agent none`).
+fn agent_options(args: &ServerArgs, server: &Server) -> Option<swarm_agent::AgentOptions> {
     let runtime = match args.agent {
         LocalAgent::None => return None,
         LocalAgent::Docker => swarm_agent::RuntimeKind::Docker,
@@ -114,12 +125,7 @@ fn start_agent(
         api_url: local_url(server),
         token: Some(pki.tokens().manager.to_string()),
     });
-    Some(tokio::spawn(async move {
-        if let Err(e) = swarm_agent::run(opts, stop).await {
-            tracing::error!(error = %e, "local agent failed");
-            eprintln!("swarm server: the local agent stopped: {e}");
-        }
-    }))
+    Some(opts)
 }
 
 /// `addr`, with 127.0.0.1 in place of an unspecified IP (0.0.0.0): where this process
@@ -282,8 +288,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let controllers = if args.no_controllers {
             None
         } else {
+            // The local agent's node, so `node ls` can show it as the leader.
+            let node = agent_options(&args, &server).map(|o| o.expected_node_name());
             let opts = swarm_controllers::Options {
-                identity: controller_identity(&args.data_dir),
+                identity: controller_identity(&args.data_dir, node.as_deref()),
                 heartbeat_period: args.heartbeat_period.as_std(),
                 default_addr_pool: args.default_addr_pool,
                 ..swarm_controllers::Options::default()
@@ -319,15 +327,16 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
 /// How long Ctrl-C waits for the controllers to finish their reconciles.
 const CONTROLLER_STOP: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The controllers' leader-election identity: stable across restarts of this server (same
-/// host, same data directory), so a server restarted after a crash takes its leases back at
-/// once instead of waiting them out; distinct for servers with other data directories.
-pub fn controller_identity(data_dir: &std::path::Path) -> String {
+/// The controllers' leader-election identity (`crate::leader::server_identity`): it names
+/// the local agent's `node`, and is stable across restarts of this server (same host, same
+/// data directory), so a server restarted after a crash takes its leases back at once
+/// instead of waiting them out; distinct for servers with other data directories.
+pub fn controller_identity(data_dir: &std::path::Path, node: Option<&str>) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
     let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    format!("swarm-server:{host}:{}", dir.display())
+    crate::leader::server_identity(node, &host, &dir)
 }
 
 /// Runs every controller in this process until `stop`, each with its client in `clients`
