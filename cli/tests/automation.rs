@@ -180,6 +180,143 @@ async fn events_are_json_lines_resumable_by_revision() {
     child.kill().await.unwrap();
 }
 
+/// Reads `n` JSON event lines of `child` as `(resourceVersion, "TYPE Kind name")`.
+async fn event_lines(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    n: usize,
+) -> Vec<(u64, String)> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let line = tokio::time::timeout(common::PATIENCE, lines.next_line())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "event {} of {n} within the patience window: {seen:?}",
+                    seen.len() + 1
+                )
+            })
+            .unwrap()
+            .expect("the stream goes on");
+        let ev: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let rv = ev["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        seen.push((
+            rv,
+            format!(
+                "{} {} {}",
+                ev["type"].as_str().unwrap(),
+                ev["object"]["kind"].as_str().unwrap(),
+                ev["object"]["metadata"]["name"].as_str().unwrap()
+            ),
+        ));
+    }
+    seen
+}
+
+/// Events of several kinds — written interleaved, and some in one transaction — come out in
+/// store-revision order (each kind is its own watch; the CLI merges them), and `--since` the
+/// revision of any printed event resumes with exactly the events after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_of_several_kinds_come_out_in_revision_order_and_resume_exactly() {
+    use swarm_api::{Config, DataSpec, Network, NetworkSpec};
+    let c = start().await;
+    let since = c
+        .client
+        .list::<Service>(&ListParams::default())
+        .await
+        .unwrap()
+        .resource_version;
+    // Written before `events` starts, so the CLI receives each kind's events as one replayed
+    // batch per kind: it must interleave them itself (two configs per network, so taking the
+    // watches in turn would not happen to get it right).
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let n = c
+            .client
+            .create(&Network::new(format!("net-{i}"), NetworkSpec::default()))
+            .await
+            .unwrap();
+        written.push((
+            n.metadata.resource_version.parse::<u64>().unwrap(),
+            format!("ADDED Network net-{i}"),
+        ));
+        for j in ["a", "b"] {
+            let cfg = c
+                .client
+                .create(&Config::new(format!("cfg-{i}{j}"), DataSpec::default()))
+                .await
+                .unwrap();
+            written.push((
+                cfg.metadata.resource_version.parse::<u64>().unwrap(),
+                format!("ADDED Config cfg-{i}{j}"),
+            ));
+        }
+    }
+    let kinds = ["--kind", "network", "--kind", "config", "--kind", "service"];
+    let mut args = vec!["events", "-o", "json", "--since", &since];
+    args.extend(kinds);
+    let mut child = c.command(&args).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = event_lines(&mut lines, written.len()).await;
+    assert_eq!(first, written, "in revision order, nothing missing");
+
+    // Live: a stack deploy writes a network and a service in one transaction (one revision);
+    // a config written after it comes after both.
+    let dir = c.dir.path().join("stack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shop.yml");
+    std::fs::write(&file, "services:\n  api:\n    image: api:1\n").unwrap();
+    c.swarm(&[
+        "stack",
+        "deploy",
+        "-d",
+        "-c",
+        file.to_str().unwrap(),
+        "shop",
+    ])
+    .await
+    .ok();
+    let late = c
+        .client
+        .create(&Config::new("cfg-late", DataSpec::default()))
+        .await
+        .unwrap();
+    let live = event_lines(&mut lines, 3).await;
+    child.kill().await.unwrap();
+    assert_eq!(
+        live[0].0, live[1].0,
+        "one transaction, one revision: {live:?}"
+    );
+    assert_eq!(
+        [live[0].1.as_str(), live[1].1.as_str()],
+        ["ADDED Network shop_default", "ADDED Service shop_api"],
+        "within a revision, by kind"
+    );
+    assert_eq!(
+        live[2],
+        (
+            late.metadata.resource_version.parse().unwrap(),
+            "ADDED Config cfg-late".to_string()
+        )
+    );
+    let all: Vec<(u64, String)> = first.into_iter().chain(live).collect();
+
+    // Resuming from any printed event's revision gives exactly what followed it.
+    for cut in [2, 5, 9] {
+        let from = all[cut - 1].0.to_string();
+        let mut args = vec!["events", "-o", "json", "--since", &from];
+        args.extend(kinds);
+        let mut child = c.command(&args).spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let rest = event_lines(&mut lines, all.len() - cut).await;
+        child.kill().await.unwrap();
+        assert_eq!(rest, all[cut..], "resumed from {from}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rollout_history_and_undo() {
     let c = start().await;
@@ -227,6 +364,56 @@ async fn rollout_history_and_undo() {
         .swarm(&["rollout", "undo", "--to-revision", "9", "service/web"])
         .await;
     assert!(missing.stderr.contains("has no revision 9"), "{missing:#?}");
+}
+
+/// `rollout status` waits for the latest change and says it rolled out; a paused update
+/// fails it with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_status_waits_and_fails_on_a_paused_update() {
+    let c = start().await;
+    c.node("node-1").await;
+    c.swarm(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--update-monitor",
+        "0s",
+        "app:1",
+    ])
+    .await
+    .ok();
+    let child = c
+        .command(&["rollout", "status", "service/web"])
+        .spawn()
+        .unwrap();
+    let svc = c.service_when("web", |_| true).await;
+    c.task(&svc, 1, 1, "node-1", TaskState::Running, "").await;
+    let done = finish(child).await.ok();
+    assert!(
+        done.stdout
+            .ends_with("service \"web\" successfully rolled out\n"),
+        "{done:#?}"
+    );
+
+    c.swarm(&["service", "update", "-d", "--image", "app:2", "web"])
+        .await
+        .ok();
+    c.service_status("web", |s| {
+        s.status.update_status = Some(swarm_api::UpdateStatus {
+            state: swarm_api::UpdateState::Paused,
+            message: "update paused due to failure or early termination of task web.1.2".into(),
+            ..Default::default()
+        })
+    })
+    .await;
+    let paused = c.swarm(&["rollout", "status", "service/web"]).await;
+    assert_eq!(paused.code, Some(1), "{paused:#?}");
+    assert!(
+        paused.stderr.contains("update paused due to failure"),
+        "{paused:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

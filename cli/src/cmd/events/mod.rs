@@ -1,7 +1,8 @@
 //! `swarm events [--since RV] [-l SEL] [-o json]`: every change to every kind, as it happens.
 //! Text lines read like docker's (`TIME KIND ACTION NAME (resourceVersion=N)`); `-o json`
-//! prints one watch event per line. Each event carries its `resourceVersion`: pass the last
-//! one to `--since` to resume without missing or repeating anything of a kind.
+//! prints one watch event per line. One watch per kind, merged into store-revision order
+//! (`order`); each event carries its `resourceVersion`: pass the last one printed to `--since`
+//! to resume without missing or repeating anything.
 
 use std::process::ExitCode;
 
@@ -13,6 +14,10 @@ use swarm_client::{Client, ListParams, WatchEvent};
 
 use crate::connect::{ConnectArgs, block_on};
 use crate::output;
+
+mod order;
+
+use order::RevisionOrder;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -64,31 +69,34 @@ pub fn text_line(kind: Kind, ev: &WatchEvent<Value>, now: Timestamp) -> Option<S
     ))
 }
 
-type Events = BoxStream<'static, (Kind, Result<WatchEvent<Value>, swarm_client::ClientError>)>;
+/// What one kind's feed yields: its watch's events, then `End` when the server ends it.
+enum Item {
+    Event(Result<WatchEvent<Value>, swarm_client::ClientError>),
+    End,
+}
 
-async fn watch_all(
-    client: &Client,
-    kinds: &[Kind],
-    params: &ListParams,
-    since: &[(Kind, String)],
-) -> anyhow::Result<Events> {
-    let mut streams = Vec::new();
-    for &kind in kinds {
-        let rv = since
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, rv)| rv.as_str());
-        let s = match client.watch_any(kind, params, rv).await {
-            Ok(s) => s,
-            Err(e) if e.is_gone() => anyhow::bail!(
-                "revision {} is compacted: the events since then are gone; start again without --since",
-                rv.unwrap_or("?")
-            ),
-            Err(e) => return Err(e).with_context(|| format!("cannot watch {}", kind.plural())),
-        };
-        streams.push(s.map(move |e| (kind, e)).boxed());
-    }
-    Ok(futures::stream::select_all(streams).boxed())
+type Feed = BoxStream<'static, (Kind, Item)>;
+
+/// `kind`'s watch from revision `from` (it delivers what follows), bookmarks on.
+async fn feed(client: &Client, kind: Kind, params: &ListParams, from: u64) -> anyhow::Result<Feed> {
+    let rv = from.to_string();
+    let s = match client.watch_any(kind, params, Some(&rv)).await {
+        Ok(s) => s,
+        Err(e) if e.is_gone() => anyhow::bail!(
+            "revision {rv} is compacted: the {} events since then are gone; start again without --since",
+            kind.name().to_ascii_lowercase()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot watch {}", kind.plural())),
+    };
+    let end = futures::stream::once(std::future::ready((kind, Item::End)));
+    Ok(s.map(move |e| (kind, Item::Event(e))).chain(end).boxed())
+}
+
+/// A revision as the API writes it (a decimal number).
+fn revision(rv: &str) -> anyhow::Result<u64> {
+    rv.parse().with_context(|| {
+        format!("invalid resourceVersion {rv:?}: expected a number, e.g. --since 1234")
+    })
 }
 
 pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
@@ -109,57 +117,69 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let json = args.output == "json";
     block_on(async move {
         let start = match &args.since {
-            Some(rv) => rv.clone(),
-            None => {
-                client
+            Some(rv) => revision(rv)?,
+            None => revision(
+                &client
                     .list_any(kinds[0], &ListParams::default().limit(1))
                     .await
                     .context("cannot read the current revision")?
-                    .resource_version
-            }
+                    .resource_version,
+            )?,
         };
-        // Where each kind's watch resumes after the server ends a stream.
-        let mut resume: Vec<(Kind, String)> = kinds.iter().map(|k| (*k, start.clone())).collect();
+        let mut order = RevisionOrder::new(&kinds, start);
+        let mut feeds = futures::stream::SelectAll::new();
+        for &kind in &kinds {
+            feeds.push(feed(&client, kind, &params, start).await?);
+        }
         let interrupted = tokio::signal::ctrl_c();
         tokio::pin!(interrupted);
         loop {
-            let mut events = watch_all(&client, &kinds, &params, &resume).await?;
-            loop {
-                let next = tokio::select! {
-                    _ = &mut interrupted => return Ok(ExitCode::SUCCESS),
-                    n = events.next() => n,
-                };
-                let Some((kind, ev)) = next else { break };
-                let ev = match ev {
-                    Ok(ev) => ev,
-                    Err(e) if e.is_transport() => {
-                        return Err(anyhow::Error::new(e).context("the event stream ended"));
-                    }
-                    Err(e) => {
-                        eprintln!("warning: skipping an unreadable event: {e}");
-                        continue;
-                    }
-                };
-                let rv = match &ev {
-                    WatchEvent::Bookmark(b) => Some(b.resource_version.clone()),
-                    WatchEvent::Error(s) if s.code == 410 => anyhow::bail!(
-                        "the events after revision {} are compacted away; start again without --since",
-                        start
-                    ),
-                    WatchEvent::Error(s) => anyhow::bail!("the event stream failed: {}", s.message),
-                    other => other
-                        .object()
-                        .and_then(|o| o.pointer("/metadata/resourceVersion"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                };
-                if let Some(rv) = rv
-                    && let Some(slot) = resume.iter_mut().find(|(k, _)| *k == kind)
-                {
-                    slot.1 = rv;
+            let next = tokio::select! {
+                _ = &mut interrupted => return Ok(ExitCode::SUCCESS),
+                n = feeds.next() => n,
+            };
+            let Some((kind, item)) = next else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            let ev = match item {
+                // The server ended this watch (timeout, restart of its cache): resume it.
+                Item::End => {
+                    feeds.push(feed(&client, kind, &params, order.resume_from(kind)).await?);
+                    continue;
                 }
+                Item::Event(Ok(ev)) => ev,
+                Item::Event(Err(e)) if e.is_transport() => {
+                    return Err(anyhow::Error::new(e).context("the event stream ended"));
+                }
+                Item::Event(Err(e)) => {
+                    eprintln!("warning: skipping an unreadable event: {e}");
+                    continue;
+                }
+            };
+            match &ev {
+                WatchEvent::Bookmark(b) => order.bookmark(kind, revision(&b.resource_version)?),
+                WatchEvent::Error(s) if s.code == 410 => anyhow::bail!(
+                    "the events after revision {} are compacted away; start again without --since",
+                    order.resume_from(kind)
+                ),
+                WatchEvent::Error(s) => anyhow::bail!("the event stream failed: {}", s.message),
+                WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
+                    let name = o
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let rv = o
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let rv = revision(rv)?;
+                    let name = name.to_string();
+                    order.event(kind, &name, rv, ev);
+                }
+            }
+            for (_, kind, ev) in order.ready() {
                 let line = if json {
-                    ev.object().map(|_| format!("{}\n", ev.to_line(kind)))
+                    Some(format!("{}\n", ev.to_line(kind)))
                 } else {
                     text_line(kind, &ev, Timestamp::now())
                 };
