@@ -400,14 +400,7 @@ async fn rollout_status_waits_and_fails_on_a_paused_update() {
     c.swarm(&["service", "update", "-d", "--image", "app:2", "web"])
         .await
         .ok();
-    c.service_status("web", |s| {
-        s.status.update_status = Some(swarm_api::UpdateStatus {
-            state: swarm_api::UpdateState::Paused,
-            message: "update paused due to failure or early termination of task web.1.2".into(),
-            ..Default::default()
-        })
-    })
-    .await;
+    c.pause_update("web", "web.1.2").await;
     let paused = c.swarm(&["rollout", "status", "service/web"]).await;
     assert_eq!(paused.code, Some(1), "{paused:#?}");
     assert!(

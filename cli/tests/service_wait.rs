@@ -94,14 +94,7 @@ async fn a_paused_update_fails_with_the_reason() {
         "task: non-zero exit (1)",
     )
     .await;
-    c.service_status("web", |s| {
-        s.status.update_status = Some(UpdateStatus {
-            state: UpdateState::Paused,
-            message: "update paused due to failure or early termination of task web.1.2".into(),
-            ..Default::default()
-        })
-    })
-    .await;
+    c.pause_update("web", "web.1.2").await;
     let run = finish(child).await;
     assert_eq!(run.code, Some(1), "{run:#?}");
     assert!(run.stdout.starts_with("web\n"), "{run:#?}");
@@ -327,4 +320,72 @@ async fn without_nodes_there_is_nothing_to_wait_for() {
         run.stderr.contains("no node has joined the cluster"),
         "{run:#?}"
     );
+}
+
+/// `stack deploy` and `apply` wait for the services they create or change, with the same
+/// progress as `service create`; `stack deploy` fails when the update pauses.
+#[tokio::test(flavor = "multi_thread")]
+async fn stack_deploy_and_apply_wait_for_their_services() {
+    let c = cluster_with_nodes().await;
+    let dir = c.dir.path().join("stack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shop.yml");
+    let write = |image: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "services:\n  api:\n    image: {image}\n    deploy:\n      update_config:\n        monitor: 0s\n"
+            ),
+        )
+        .unwrap()
+    };
+    write("api:1");
+    let path = file.to_str().unwrap().to_string();
+    let child = c
+        .command(&["stack", "deploy", "-c", &path, "shop"])
+        .spawn()
+        .unwrap();
+    let svc = c.service_when("shop_api", |_| true).await;
+    c.task(&svc, 1, 1, "node-1", TaskState::Running, "").await;
+    let run = finish(child).await.ok();
+    assert!(
+        run.stdout.contains("Creating service shop_api\n"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains("overall progress: 1 out of 1 tasks"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.ends_with("verify: Service converged\n"),
+        "{run:#?}"
+    );
+
+    write("api:2");
+    let child = c
+        .command(&["apply", "-f", &path, "--stack", "shop"])
+        .spawn()
+        .unwrap();
+    let svc = c
+        .service_when("shop_api", |s| {
+            s.spec.task_template.container.image == "api:2"
+        })
+        .await;
+    c.task(
+        &svc,
+        1,
+        2,
+        "node-1",
+        TaskState::Failed,
+        "task: non-zero exit (1)",
+    )
+    .await;
+    c.pause_update("shop_api", "shop_api.1.2").await;
+    let run = finish(child).await;
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stdout.contains("service/shop_api configured"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("update paused"), "{run:#?}");
 }

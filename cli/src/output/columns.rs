@@ -339,6 +339,71 @@ mod tests {
         );
     }
 
+    /// Whole `swarm get` tables, narrow and wide: nodes, networks, tasks, and a kind with
+    /// only the generic columns (secrets: name, age, labels).
+    #[test]
+    fn golden_get_tables() {
+        let now = SystemTime::now();
+        let created = |secs: u64| serde_json::to_value(at(secs, now)).unwrap();
+        let table = |kind: Kind, wide: bool, objects: &[serde_json::Value]| {
+            let mut t = crate::output::table::Table::new(header(kind, wide));
+            for o in objects {
+                t.add_row(row(kind, o, wide, now));
+            }
+            t.render()
+        };
+        let nodes = [
+            json!({"kind": "Node", "metadata": {"name": "manager-1", "creationTimestamp": created(7200)},
+                   "spec": {"role": "manager"},
+                   "status": {"state": "ready", "addr": "10.0.0.1",
+                              "engine": {"engineVersion": "27.3.1"},
+                              "platform": {"os": "linux", "architecture": "x86_64"}}}),
+            json!({"kind": "Node", "metadata": {"name": "worker-2", "creationTimestamp": created(30)},
+                   "spec": {"availability": "drain"}, "status": {"state": "down"}}),
+        ];
+        assert_eq!(
+            table(Kind::Node, true, &nodes),
+            "NAME        STATUS   AVAILABILITY   ROLE      AGE   ADDRESS    ENGINE   PLATFORM\n\
+             manager-1   ready    active         manager   2h    10.0.0.1   27.3.1   linux/x86_64\n\
+             worker-2    down     drain          worker    30s   -          -        -\n"
+        );
+        let nets = [
+            json!({"kind": "Network", "metadata": {"name": "front", "creationTimestamp": created(600)},
+            "spec": {"driver": "overlay", "attachable": true},
+            "status": {"subnet": "10.0.1.0/24", "gateway": "10.0.1.1"}}),
+        ];
+        assert_eq!(
+            table(Kind::Network, false, &nets),
+            "NAME    DRIVER    SUBNET        AGE\nfront   overlay   10.0.1.0/24   10m\n"
+        );
+        assert_eq!(
+            table(Kind::Network, true, &nets).lines().nth(1).unwrap(),
+            "front   overlay   10.0.1.0/24   10m   10.0.1.1   true         false"
+        );
+        let tasks = [
+            json!({"kind": "Task", "metadata": {"name": "web.1.1", "creationTimestamp": created(60)},
+            "spec": {"service": "web", "slot": 1, "nodeName": "manager-1", "desiredState": "running"},
+            "status": {"state": "running", "containerId": "0123456789abcdef0123"}}),
+        ];
+        assert_eq!(
+            table(Kind::Task, true, &tasks),
+            "NAME      SERVICE   NODE        DESIRED   STATE     AGE   SLOT   CONTAINER      MESSAGE\n\
+             web.1.1   web       manager-1   running   running   60s   1      0123456789ab   -\n"
+        );
+        let secrets = [
+            json!({"kind": "Secret", "metadata": {"name": "db_password", "creationTimestamp": created(3 * 86400),
+                   "labels": {"swarm.stack": "voting"}}, "spec": {"data": ""}}),
+            json!({"kind": "Secret", "metadata": {"name": "api_key", "creationTimestamp": created(5)},
+                   "spec": {"data": ""}}),
+        ];
+        assert_eq!(
+            table(Kind::Secret, true, &secrets),
+            "NAME          AGE   LABELS\n\
+             db_password   3d    swarm.stack=voting\n\
+             api_key       5s    -\n"
+        );
+    }
+
     #[test]
     fn undecodable_objects_still_show_their_name() {
         let now = SystemTime::now();

@@ -155,6 +155,20 @@ impl Cluster {
         self.client.replace_status(&t).await.unwrap()
     }
 
+    /// Pauses the service's update as the update controller does when `task` failed.
+    pub async fn pause_update(&self, name: &str, task: &str) -> Service {
+        self.service_status(name, |s| {
+            s.status.update_status = Some(swarm_api::UpdateStatus {
+                state: swarm_api::UpdateState::Paused,
+                message: format!(
+                    "update paused due to failure or early termination of task {task}"
+                ),
+                ..Default::default()
+            })
+        })
+        .await
+    }
+
     /// Replaces a service's status (as the controllers would).
     pub async fn service_status(&self, name: &str, edit: impl Fn(&mut Service)) -> Service {
         let mut s = self.client.get::<Service>(name).await.unwrap();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use swarm_api::{NetworkAttachmentConfig, Service, ServiceMode, ServiceSpec, stack::shell_split};
 
+use super::container::CreateLists;
 use super::flags::SpecFlags;
 use super::parse;
 use crate::connect::{ConnectArgs, block_on};
@@ -68,6 +69,8 @@ pub struct CreateArgs {
     pub entrypoint: Option<String>,
     #[command(flatten)]
     pub spec: SpecFlags,
+    #[command(flatten)]
+    pub lists: CreateLists,
     #[command(flatten)]
     pub wait: WaitArgs,
     #[command(flatten)]
@@ -140,6 +143,7 @@ pub fn build(
         spec.endpoint.ports.push(parse::port(p)?);
     }
     args.spec.apply(&mut spec)?;
+    args.lists.apply(&mut spec.task_template.container)?;
     let name = args
         .name
         .clone()
@@ -293,6 +297,83 @@ mod tests {
         assert_eq!(t.resources.limits.nano_cpus, 500_000_000);
         assert_eq!(t.resources.limits.memory_bytes, 256 << 20);
         assert_eq!(t.resources.reservations.memory_bytes, 64 << 20);
+    }
+
+    /// The container flags docker has beyond the basics: mounts, hosts, DNS, capabilities,
+    /// healthcheck, logging, read-only root, init, TTY.
+    #[test]
+    fn container_flags_map_onto_the_spec() {
+        let s = build_from(&[
+            "--mount",
+            "type=bind,source=/data,target=/data,readonly",
+            "--host",
+            "db:10.0.0.5",
+            "--dns",
+            "1.1.1.1",
+            "--dns-search",
+            "example.org",
+            "--dns-option",
+            "ndots:2",
+            "--group",
+            "audio",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-drop",
+            "MKNOD",
+            "--sysctl",
+            "net.core.somaxconn=1024",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--health-cmd",
+            "curl -f http://localhost/",
+            "--health-interval",
+            "5s",
+            "--health-retries",
+            "3",
+            "--log-driver",
+            "json-file",
+            "--log-opt",
+            "max-size=10m",
+            "--read-only",
+            "--init",
+            "-t",
+            "nginx",
+        ])
+        .unwrap();
+        let t = &s.spec.task_template;
+        let c = &t.container;
+        assert_eq!(
+            c.image, "nginx",
+            "optional-value flags do not eat the image"
+        );
+        assert_eq!(c.mounts[0].target, "/data");
+        assert!(c.mounts[0].read_only);
+        assert_eq!(c.hosts, ["db:10.0.0.5"]);
+        assert_eq!(c.dns_config.nameservers, ["1.1.1.1"]);
+        assert_eq!(c.dns_config.search, ["example.org"]);
+        assert_eq!(c.dns_config.options, ["ndots:2"]);
+        assert_eq!(c.groups, ["audio"]);
+        assert_eq!(
+            (c.cap_add.as_slice(), c.cap_drop.as_slice()),
+            (&["NET_ADMIN".to_string()][..], &["MKNOD".to_string()][..])
+        );
+        assert_eq!(c.sysctls["net.core.somaxconn"], "1024");
+        assert_eq!(c.ulimits[0].hard, 2048);
+        let h = c.healthcheck.as_ref().unwrap();
+        assert_eq!(h.test, ["CMD-SHELL", "curl -f http://localhost/"]);
+        assert_eq!(h.interval, Some(swarm_api::Duration::from_secs(5)));
+        assert_eq!(h.retries, Some(3));
+        let log = t.log_driver.as_ref().unwrap();
+        assert_eq!(log.name, "json-file");
+        assert_eq!(log.options["max-size"], "10m");
+        assert!(c.read_only && c.tty);
+        assert_eq!(c.init, Some(true));
+
+        let none = build_from(&["--no-healthcheck", "nginx"]).unwrap();
+        let h = none.spec.task_template.container.healthcheck.unwrap();
+        assert_eq!(h.test, ["NONE"]);
+        let err = build_from(&["--log-opt", "max-size=1m", "nginx"]).unwrap_err();
+        assert!(err.to_string().contains("--log-driver"), "{err}");
     }
 
     #[test]

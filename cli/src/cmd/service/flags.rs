@@ -1,7 +1,8 @@
 //! The `service create` / `service update` flags that set one spec field each — update and
-//! rollback policy, restart policy, resources, container basics — and how they apply.
+//! rollback policy, restart policy, resources, container basics, healthcheck, logging — and
+//! how they apply.
 
-use swarm_api::{Duration, ServiceSpec, UpdateConfig};
+use swarm_api::{Driver, Duration, Healthcheck, ServiceSpec, UpdateConfig};
 
 use super::parse;
 
@@ -96,6 +97,48 @@ pub struct SpecFlags {
     /// vip (one virtual IP, default) or dnsrr (DNS round robin).
     #[arg(long, value_name = "MODE", value_parser = ["vip", "dnsrr"])]
     pub endpoint_mode: Option<String>,
+    /// Mount the container's root filesystem read-only (--read-only=false undoes it).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub read_only: Option<bool>,
+    /// Run an init inside the container that reaps processes (--init=false undoes it).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub init: Option<bool>,
+    /// Allocate a pseudo-TTY (--tty=false undoes it).
+    #[arg(short = 't', long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tty: Option<bool>,
+    /// Container isolation technology (default, process, hyperv).
+    #[arg(long, value_name = "ISOLATION")]
+    pub isolation: Option<String>,
+
+    /// Command run to check health (shell form, e.g. 'curl -f http://localhost/').
+    #[arg(long, value_name = "CMD", help_heading = "Healthcheck")]
+    pub health_cmd: Option<String>,
+    /// Time between health checks.
+    #[arg(long, value_name = "DURATION", value_parser = parse::duration, help_heading = "Healthcheck")]
+    pub health_interval: Option<Duration>,
+    /// Longest a health check may run.
+    #[arg(long, value_name = "DURATION", value_parser = parse::duration, help_heading = "Healthcheck")]
+    pub health_timeout: Option<Duration>,
+    /// Consecutive failures that make the container unhealthy.
+    #[arg(long, value_name = "N", help_heading = "Healthcheck")]
+    pub health_retries: Option<u64>,
+    /// Time to start before failures count.
+    #[arg(long, value_name = "DURATION", value_parser = parse::duration, help_heading = "Healthcheck")]
+    pub health_start_period: Option<Duration>,
+    /// Time between checks during the start period.
+    #[arg(long, value_name = "DURATION", value_parser = parse::duration, help_heading = "Healthcheck")]
+    pub health_start_interval: Option<Duration>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long, help_heading = "Healthcheck", conflicts_with = "health_cmd")]
+    pub no_healthcheck: bool,
+
+    /// Logging driver for the tasks (e.g. json-file).
+    #[arg(long, value_name = "DRIVER", help_heading = "Logging")]
+    pub log_driver: Option<String>,
+    /// Logging driver option, KEY=VALUE (replaces the options; needs --log-driver or a
+    /// driver already set).
+    #[arg(long, value_name = "KEY=VALUE", help_heading = "Logging")]
+    pub log_opt: Vec<String>,
 }
 
 impl SpecFlags {
@@ -157,6 +200,74 @@ impl SpecFlags {
         }
         if let Some(m) = &self.endpoint_mode {
             spec.endpoint.mode = parse::wire_enum(m)?;
+        }
+        let c = &mut spec.task_template.container;
+        set(&mut c.read_only, self.read_only);
+        if self.init.is_some() {
+            c.init = self.init;
+        }
+        set(&mut c.tty, self.tty);
+        if let Some(i) = &self.isolation {
+            c.isolation = Some(i.clone());
+        }
+        self.healthcheck(&mut c.healthcheck);
+        self.logging(&mut spec.task_template.log_driver)
+    }
+
+    /// The health flags given, over the healthcheck there is.
+    fn healthcheck(&self, hc: &mut Option<Healthcheck>) {
+        if self.no_healthcheck {
+            *hc = Some(Healthcheck {
+                test: vec!["NONE".into()],
+                ..Healthcheck::default()
+            });
+            return;
+        }
+        let given = self.health_cmd.is_some()
+            || self.health_interval.is_some()
+            || self.health_timeout.is_some()
+            || self.health_retries.is_some()
+            || self.health_start_period.is_some()
+            || self.health_start_interval.is_some();
+        if !given {
+            return;
+        }
+        let h = hc.get_or_insert_with(Healthcheck::default);
+        if let Some(cmd) = &self.health_cmd {
+            h.test = vec!["CMD-SHELL".into(), cmd.clone()];
+        }
+        if h.test.first().is_some_and(|t| t == "NONE") {
+            h.test.clear();
+        }
+        for (field, value) in [
+            (&mut h.interval, self.health_interval),
+            (&mut h.timeout, self.health_timeout),
+            (&mut h.start_period, self.health_start_period),
+            (&mut h.start_interval, self.health_start_interval),
+        ] {
+            if value.is_some() {
+                *field = value;
+            }
+        }
+        if self.health_retries.is_some() {
+            h.retries = self.health_retries;
+        }
+    }
+
+    /// `--log-driver` and `--log-opt` over the log driver there is.
+    fn logging(&self, driver: &mut Option<Driver>) -> anyhow::Result<()> {
+        if let Some(name) = &self.log_driver {
+            let d = driver.get_or_insert_with(Driver::default);
+            if d.name != *name {
+                d.options.clear();
+            }
+            d.name = name.clone();
+        }
+        if !self.log_opt.is_empty() {
+            let Some(d) = driver.as_mut() else {
+                anyhow::bail!("--log-opt needs a logging driver: add --log-driver, e.g. json-file");
+            };
+            d.options = parse::labels(&self.log_opt);
         }
         Ok(())
     }

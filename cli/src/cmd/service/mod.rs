@@ -1,6 +1,7 @@
 //! `swarm service …`: docker's service commands — create, ls, ps, inspect, logs, scale,
 //! update, rollback, rm.
 
+pub mod container;
 pub mod create;
 pub mod flags;
 pub mod inspect;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use swarm_api::{NetworkAttachmentConfig, Service, ServiceMode, stack::shell_split};
 
+use super::container::UpdateLists;
 use super::flags::SpecFlags;
 use super::{parse, rollback};
 use crate::connect::{ConnectArgs, block_on};
@@ -87,6 +88,8 @@ pub struct UpdateArgs {
     pub rollback: bool,
     #[command(flatten)]
     pub spec: SpecFlags,
+    #[command(flatten)]
+    pub lists: UpdateLists,
     #[command(flatten)]
     pub wait: WaitArgs,
     #[command(flatten)]
@@ -178,6 +181,7 @@ pub fn apply(
         ports.push(add);
     }
     a.spec.apply(spec)?;
+    a.lists.apply(&mut spec.task_template.container)?;
     let labels = &mut svc.metadata.labels;
     for k in &a.label_rm {
         labels.remove(k);
@@ -311,6 +315,53 @@ mod tests {
         assert_eq!(s.spec.task_template.force_update, 1);
         assert_eq!(s.spec.update_config.parallelism, 3);
         assert_eq!(s.spec.task_template.resources.limits.memory_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn container_list_and_scalar_flags() {
+        let s = updated(&[
+            "--mount-add",
+            "type=volume,source=cache,target=/cache",
+            "--host-add",
+            "db:10.0.0.5",
+            "--dns-add",
+            "1.1.1.1",
+            "--cap-add",
+            "NET_ADMIN",
+            "--health-cmd",
+            "true",
+            "--read-only",
+            "--tty=false",
+            "web",
+        ])
+        .unwrap();
+        let c = &s.spec.task_template.container;
+        assert_eq!(c.mounts[0].source, "cache");
+        assert_eq!(c.hosts, ["db:10.0.0.5"]);
+        assert_eq!(c.dns_config.nameservers, ["1.1.1.1"]);
+        assert_eq!(c.cap_add, ["NET_ADMIN"]);
+        assert_eq!(c.healthcheck.as_ref().unwrap().test, ["CMD-SHELL", "true"]);
+        assert!(c.read_only && !c.tty);
+        let again = Cli::try_parse_from([
+            "update",
+            "--mount-rm",
+            "/cache",
+            "--host-rm",
+            "db",
+            "--dns-rm",
+            "1.1.1.1",
+            "--cap-drop",
+            "NET_ADMIN",
+            "--read-only=false",
+            "web",
+        ])
+        .unwrap();
+        let mut back = s.clone();
+        apply(&mut back, &again.args, &|_| None).unwrap();
+        let c = &back.spec.task_template.container;
+        assert!(c.mounts.is_empty() && c.hosts.is_empty() && c.dns_config.is_empty());
+        assert!(c.cap_add.is_empty() && !c.read_only);
+        assert_eq!(c.cap_drop, ["NET_ADMIN"]);
     }
 
     #[test]
