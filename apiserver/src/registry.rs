@@ -382,6 +382,47 @@ impl Registry {
         cache.kind(kind).get_cached(name).map(|o| o.obj.clone())
     }
 
+    /// What a write to `name` may plan against before reading the store (see `write_one`):
+    /// the watch cache's copy, when there is one and it is the revision `precondition` names
+    /// (without a precondition, any). `None`: no usable guess; plan against a store read.
+    pub fn guess(
+        &self,
+        kind: Kind,
+        name: &str,
+        precondition: Option<Revision>,
+    ) -> Option<Option<AnyObject>> {
+        self.cached(kind, name)
+            .filter(|c| precondition.is_none_or(|p| c.meta().resource_version == p.to_string()))
+            .map(Some)
+    }
+
+    /// Plans one write: against `guess` if there is one (`Some(None)`: assume absent), else
+    /// against a store read. A plan that the guess refuses or finds a no-op is decided again on
+    /// a store read, since a refusal from a stale copy may be wrong and no commit would check
+    /// a no-op. Any other plan from a guess is checked by the commit, which is conditional on
+    /// the revision planned against (a create on the key's absence): a stale guess fails it
+    /// exactly as a concurrent writer would.
+    ///
+    /// The outer error is a failed store read; the inner one, the plan's refusal.
+    pub async fn plan<F>(
+        &self,
+        kind: Kind,
+        name: &str,
+        guess: Option<Option<AnyObject>>,
+        plan: F,
+    ) -> ApiResult<ApiResult<Planned>>
+    where
+        F: Fn(Option<&AnyObject>) -> ApiResult<Planned>,
+    {
+        if let Some(g) = guess
+            && let Ok(p) = plan(g.as_ref())
+            && !matches!(p, Planned::Noop { .. })
+        {
+            return Ok(Ok(p));
+        }
+        Ok(plan(self.read(kind, name).await?.as_ref()))
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -456,14 +497,7 @@ impl Registry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let planned = match guess.take() {
-                Some(g) => match plan(g.as_ref()) {
-                    Ok(p) if !matches!(p, Planned::Noop { .. }) => p,
-                    // Refused or a no-op on a guess: decide on what is stored.
-                    _ => plan(self.read(kind, name).await?.as_ref())?,
-                },
-                None => plan(self.read(kind, name).await?.as_ref())?,
-            };
+            let planned = self.plan(kind, name, guess.take(), &plan).await??;
             let decided = planned.clone();
             match self.commit(vec![planned]).await {
                 Ok((_, mut objs)) => {
@@ -500,12 +534,9 @@ impl Registry {
     /// cache's copy when it is the revision the client names (or, without a precondition, any).
     pub async fn update(&self, obj: AnyObject, sub: Subresource) -> ApiResult<AnyObject> {
         let (kind, name) = (obj.kind(), obj.name().to_string());
-        let rv = obj.meta().resource_version.clone();
-        let guarded = !rv.is_empty();
-        let guess = self
-            .cached(kind, &name)
-            .filter(|c| !guarded || c.meta().resource_version == rv)
-            .map(Some);
+        let precondition = parse_revision(&obj.meta().resource_version)?;
+        let guarded = precondition.is_some();
+        let guess = self.guess(kind, &name, precondition);
         let (obj, _) = self
             .write_one(kind, &name, guarded, guess, |cur| {
                 plan_update(cur, obj.clone(), sub)

@@ -252,6 +252,72 @@ impl Store for MemStore {
     }
 }
 
+/// A registry whose watch cache is behind its store, on purpose and deterministically: the
+/// cache follows a second store (`cached`), so it holds exactly what the test wrote there,
+/// whatever the registry's store (`store`) holds. For tests of writes planned against the
+/// cache (`Registry::plan`).
+pub struct LaggingCache {
+    pub store: Arc<MemStore>,
+    pub cached: Arc<MemStore>,
+    pub registry: crate::registry::Registry,
+    cache: crate::watch_cache::WatchCache,
+}
+
+impl LaggingCache {
+    pub async fn new() -> LaggingCache {
+        let store = Arc::new(MemStore::new());
+        let cached = Arc::new(MemStore::new());
+        let cache = crate::watch_cache::WatchCache::start(cached.clone(), Default::default());
+        let registry = crate::registry::Registry::new(store.clone()).with_cache(cache.clone());
+        LaggingCache {
+            store,
+            cached,
+            registry,
+            cache,
+        }
+    }
+
+    /// Writes `obj` to `store` and, with `cache_too`, the same bytes to `cached` (then waits
+    /// until the cache holds them). Both stores must be at the same revision for the copies
+    /// to carry the same `resourceVersion`.
+    pub async fn put(&self, obj: &swarm_api::AnyObject, cache_too: bool) {
+        let key = obj.kind().key(obj.name());
+        let value = crate::codec::encode(obj);
+        let mut stores = vec![self.store.clone()];
+        if cache_too {
+            stores.push(self.cached.clone());
+        }
+        let mut revision = 0;
+        for s in stores {
+            let r = match s.get(&key).await.unwrap() {
+                Some(kv) => s.update(&key, value.clone(), Some(kv.mod_revision)).await,
+                None => s.create(&key, value.clone()).await,
+            };
+            revision = r.unwrap().mod_revision;
+        }
+        if cache_too {
+            let kind = self.cache.kind(obj.kind());
+            let want = revision.to_string();
+            tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                while kind
+                    .get_cached(obj.name())
+                    .is_none_or(|c| c.obj.meta().resource_version != want)
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("the cache sees the write");
+        }
+    }
+}
+
+impl Drop for LaggingCache {
+    fn drop(&mut self) {
+        self.cache.stop();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,24 +113,25 @@ impl Heartbeats {
 
 /// One transaction for a chunk of heartbeats, re-planned if a node changed meanwhile.
 async fn write_beats(registry: &Registry, beats: &[(String, Timestamp)]) -> ApiResult<usize> {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let mut plans = Vec::with_capacity(beats.len());
         for (name, at) in beats {
-            let Some(current) = registry.read(Kind::Node, name).await? else {
-                continue; // deleted by a user meanwhile: it registers again on its own
+            // The first attempt plans against the watch cache (`Registry::plan`), a retry on
+            // a store read.
+            let guess = if attempt == 0 {
+                registry.guess(Kind::Node, name, None)
+            } else {
+                None
             };
-            let AnyObject::Node(node) = &current else {
-                continue;
-            };
-            let mut new = node.clone();
-            new.status.last_heartbeat = Some(*at);
-            if new.status.state != NodeState::Ready {
-                new.status.state = NodeState::Ready;
-                new.status.message = String::new();
-            }
-            let plan = plan_update(Some(&current), AnyObject::Node(new), Subresource::Status)?;
-            if !matches!(plan, Planned::Noop { .. }) {
-                plans.push(plan);
+            let planned = registry
+                .plan(Kind::Node, name, guess, |current| beat(current, name, *at))
+                .await?;
+            match planned {
+                Ok(Planned::Noop { .. }) => {}
+                Ok(plan) => plans.push(plan),
+                // Deleted by a user meanwhile: it registers again on its own.
+                Err(e) if e.reason() == StatusReason::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
         let n = plans.len();
@@ -144,4 +145,18 @@ async fn write_beats(registry: &Registry, beats: &[(String, Timestamp)]) -> ApiR
         StatusReason::Conflict,
         "heartbeat flush kept conflicting with other writers",
     ))
+}
+
+/// Plans the heartbeat of node `name` at `at` on the node as stored (or cached): ready, beating.
+fn beat(current: Option<&AnyObject>, name: &str, at: Timestamp) -> ApiResult<Planned> {
+    let Some(AnyObject::Node(node)) = current else {
+        return Err(ApiError::not_found(Kind::Node, name));
+    };
+    let mut new = node.clone();
+    new.status.last_heartbeat = Some(at);
+    if new.status.state != NodeState::Ready {
+        new.status.state = NodeState::Ready;
+        new.status.message = String::new();
+    }
+    plan_update(current, AnyObject::Node(new), Subresource::Status)
 }
