@@ -28,9 +28,7 @@ async fn start() -> Fixture {
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
     let opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        dispatcher_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ServerOptions::default()
+        ..ServerOptions::loopback_with_dispatcher()
     };
     let server = Server::with_store(store.clone(), opts)
         .await

@@ -20,10 +20,8 @@ async fn start() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let opts = ServerOptions {
         data_dir: dir.path().join("server"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        dispatcher_listen: Some("127.0.0.1:0".parse().unwrap()),
         tls: true,
-        ..ServerOptions::default()
+        ..ServerOptions::loopback_with_dispatcher()
     };
     let server = Server::bind(opts).await.unwrap();
     let pki = server.pki().unwrap().clone();

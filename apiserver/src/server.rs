@@ -14,7 +14,7 @@
 //! shutdown does not wait forever for streams that never finish.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +86,26 @@ impl Default for ServerOptions {
             dispatcher: DispatcherOptions::default(),
             tls: false,
             advertise: Vec::new(),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// The options tests, benchmarks and embedders start from: the REST API on a free
+    /// loopback port (`127.0.0.1:0`, read the bound address from the running server) and no
+    /// gRPC dispatcher; everything else as `Default`. Override fields with `..loopback()`.
+    pub fn loopback() -> ServerOptions {
+        ServerOptions {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            ..ServerOptions::default()
+        }
+    }
+
+    /// `loopback()` plus the gRPC dispatcher on a free loopback port of its own.
+    pub fn loopback_with_dispatcher() -> ServerOptions {
+        ServerOptions {
+            dispatcher_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+            ..ServerOptions::loopback()
         }
     }
 }
@@ -594,11 +614,10 @@ mod etcd_tests {
     async fn apiserver(etcd: &EtcdServer, data_dir: &std::path::Path) -> RunningServer {
         let opts = ServerOptions {
             data_dir: data_dir.to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             store: StoreConfig::Etcd {
                 endpoints: vec![etcd.endpoint()],
             },
-            ..ServerOptions::default()
+            ..ServerOptions::loopback()
         };
         Server::bind(opts).await.unwrap().spawn()
     }

@@ -30,9 +30,7 @@ async fn start() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let opts = ServerOptions {
         data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        dispatcher_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ServerOptions::default()
+        ..ServerOptions::loopback_with_dispatcher()
     };
     let server = Server::bind(opts).await.unwrap().spawn();
     let addr = server.dispatcher_addr.unwrap();
@@ -327,9 +325,8 @@ async fn only_admins_and_managers_read_logs() {
     let dir = tempfile::tempdir().unwrap();
     let opts = ServerOptions {
         data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
         tls: true,
-        ..ServerOptions::default()
+        ..ServerOptions::loopback()
     };
     let server = Server::bind(opts).await.unwrap();
     let pki = server.pki().unwrap().clone();

@@ -11,8 +11,7 @@ const PLAIN: &str = "the-plaintext-that-must-not-leak";
 fn options(dir: &std::path::Path) -> ServerOptions {
     ServerOptions {
         data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServerOptions::default()
+        ..ServerOptions::loopback()
     }
 }
 

@@ -67,10 +67,9 @@ impl ApiServer {
         };
         let opts = ServerOptions {
             data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse()?,
             store: config,
             dispatcher_listen: dispatcher.then(|| ([127, 0, 0, 1], 0).into()),
-            ..ServerOptions::default()
+            ..ServerOptions::loopback()
         };
         let server = Server::bind(opts).await?.spawn();
         let url = server.url();

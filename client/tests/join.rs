@@ -9,9 +9,8 @@ use swarm_pki::{ClusterCa, JoinToken, Role};
 async fn start(dir: &std::path::Path) -> (RunningServer, String, String) {
     let opts = ServerOptions {
         data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
         tls: true,
-        ..ServerOptions::default()
+        ..ServerOptions::loopback()
     };
     let server = Server::bind(opts).await.unwrap();
     let tokens = server.pki().unwrap().tokens();

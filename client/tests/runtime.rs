@@ -31,14 +31,13 @@ async fn start(bookmark_interval: Duration) -> Api {
     let store: Arc<dyn KvStore> =
         Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
     let opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
         bookmark_interval,
         cache: CacheOptions {
             window: 1000,
             watcher_buffer: 1000,
             retry_delay: Duration::from_millis(50),
         },
-        ..ServerOptions::default()
+        ..ServerOptions::loopback()
     };
     let server = Server::with_store(store.clone(), opts)
         .await

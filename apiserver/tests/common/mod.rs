@@ -27,14 +27,13 @@ pub struct TestServer {
 
 pub fn options() -> ServerOptions {
     ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
         bookmark_interval: Duration::from_millis(100),
         cache: CacheOptions {
             window: 1000,
             watcher_buffer: 1000,
             retry_delay: Duration::from_millis(50),
         },
-        ..ServerOptions::default()
+        ..ServerOptions::loopback()
     }
 }
 

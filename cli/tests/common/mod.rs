@@ -30,9 +30,8 @@ pub async fn start() -> Cluster {
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
     let opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
         bookmark_interval: Duration::from_millis(200),
-        ..ServerOptions::default()
+        ..ServerOptions::loopback()
     };
     let server = Server::with_store(store, opts).await.unwrap().spawn();
     let url = server.url();

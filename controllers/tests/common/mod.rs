@@ -51,14 +51,13 @@ pub async fn apiserver() -> (RunningServer, Arc<dyn KvStore>, Client, tempfile::
     let store: Arc<dyn KvStore> =
         Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
     let server_opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
         bookmark_interval: Duration::from_millis(200),
         cache: CacheOptions {
             window: 10_000,
             watcher_buffer: 10_000,
             retry_delay: Duration::from_millis(50),
         },
-        ..ServerOptions::default()
+        ..ServerOptions::loopback()
     };
     let server = Server::with_store(store.clone(), server_opts)
         .await
