@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod connect;
 mod converge;
+mod filter;
 mod leader;
 mod lookup;
 mod output;

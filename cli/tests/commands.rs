@@ -326,6 +326,13 @@ async fn network_secret_config_commands() {
             .stdout,
         "site\n"
     );
+    for (filter, names) in [("name=si", "site\n"), ("name=zz", ""), ("label=x", "")] {
+        let ls = c
+            .swarm(&["config", "ls", "-f", filter, "--format", "{{.Name}}"])
+            .await
+            .ok();
+        assert_eq!(ls.stdout, names, "--filter {filter}");
+    }
     assert_eq!(
         c.swarm(&["secret", "rm", "db_password"]).await.ok().stdout,
         "db_password\n"

@@ -13,9 +13,9 @@ use swarm_client::{Client, ListParams};
 use crate::cmd::network::remove;
 use crate::cmd::{inspect_json, service::parse};
 use crate::connect::{ConnectArgs, block_on};
-use crate::lookup;
 use crate::output::{self, humanize::full_id};
 use crate::view::data as view;
+use crate::{filter, lookup};
 
 #[derive(clap::Args, Debug)]
 pub struct DataArgs {
@@ -46,7 +46,7 @@ pub enum DataCommand {
     /// List them.
     #[command(
         alias = "list",
-        after_help = "Examples:\n  swarm secret ls\n  swarm config ls --format '{{.Name}} {{.CreatedAt}}'"
+        after_help = "Examples:\n  swarm secret ls\n  swarm secret ls --filter label=swarm.stack=voting -q\n  swarm config ls --format '{{.Name}} {{.CreatedAt}}'"
     )]
     Ls {
         #[arg(short, long)]
@@ -54,6 +54,9 @@ pub enum DataCommand {
         /// Go-template-style format, e.g. '{{.Name}}' or '{{json .}}'.
         #[arg(long)]
         format: Option<String>,
+        /// Filter: name=PREFIX, id=PREFIX, label=KEY[=VALUE].
+        #[arg(short, long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -99,6 +102,23 @@ fn read_data(file: &str) -> anyhow::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
+/// docker's secret and config filters: name, id, label.
+fn keeps(m: &ObjectMeta, filters: &[String]) -> anyhow::Result<bool> {
+    for f in filters {
+        let (k, v) = filter::split(f, "label=swarm.stack=voting")?;
+        let ok = match k {
+            "name" => m.name.starts_with(v),
+            "id" => full_id(&m.uid).starts_with(&full_id(v)),
+            "label" => filter::has_label(&m.labels, v),
+            _ => anyhow::bail!("invalid filter {k:?}: the filters are name, id and label"),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Runs `swarm secret …` (`config: false`) or `swarm config …`.
 pub fn run(args: DataArgs, config: bool) -> anyhow::Result<ExitCode> {
     if config {
@@ -137,13 +157,19 @@ fn run_kind<T: Resource>(
         DataCommand::Ls {
             quiet,
             format: f,
+            filter: filters,
             connect,
         } => {
             let client = connect.client()?;
             let items = block_on(client.list_all::<T>(&ListParams::default()))?
                 .with_context(|| format!("cannot list {noun}s"))?
                 .items;
-            let metas: Vec<&ObjectMeta> = items.iter().map(meta).collect();
+            let mut metas: Vec<&ObjectMeta> = Vec::new();
+            for m in items.iter().map(meta) {
+                if keeps(m, &filters)? {
+                    metas.push(m);
+                }
+            }
             let l = view::list(&metas, format, SystemTime::now());
             output::emit(&l.render(f.as_deref(), quiet)?)?;
         }
@@ -186,6 +212,20 @@ async fn find_all<T: Resource>(client: &Client, names: &[String]) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_by_name_id_and_label() {
+        let mut m = ObjectMeta {
+            name: "db_password".into(),
+            uid: "11111111-0000-4000-8000-000000000000".into(),
+            ..ObjectMeta::default()
+        };
+        m.labels.insert("swarm.stack".into(), "voting".into());
+        assert!(keeps(&m, &["name=db".into(), "label=swarm.stack=voting".into()]).unwrap());
+        assert!(keeps(&m, &["id=1111".into()]).unwrap());
+        assert!(!keeps(&m, &["label=swarm.stack=shop".into()]).unwrap());
+        assert!(keeps(&m, &["driver=x".into()]).is_err());
+    }
 
     #[test]
     fn data_is_base64_and_bounded() {

@@ -9,9 +9,9 @@ use swarm_client::ListParams;
 
 use crate::cmd::{inspect_json, service::parse};
 use crate::connect::{ConnectArgs, block_on};
-use crate::lookup;
 use crate::output::{self, columns::wire, humanize::full_id};
 use crate::view;
+use crate::{filter, lookup};
 
 #[derive(clap::Args, Debug)]
 pub struct NetworkArgs {
@@ -115,17 +115,12 @@ pub fn build(a: &CreateArgs) -> anyhow::Result<Network> {
 
 fn keeps(n: &Network, filters: &[String]) -> anyhow::Result<bool> {
     for f in filters {
-        let Some((k, v)) = f.split_once('=') else {
-            anyhow::bail!("invalid filter {f:?}: expected KEY=VALUE, e.g. driver=overlay");
-        };
+        let (k, v) = filter::split(f, "driver=overlay")?;
         let ok = match k {
             "name" => n.metadata.name.contains(v),
             "driver" => wire(&n.spec.driver) == v,
             "id" => full_id(&n.metadata.uid).starts_with(&full_id(v)),
-            "label" => match v.split_once('=') {
-                Some((lk, lv)) => n.metadata.labels.get(lk).is_some_and(|x| x == lv),
-                None => n.metadata.labels.contains_key(v),
-            },
+            "label" => filter::has_label(&n.metadata.labels, v),
             _ => anyhow::bail!(
                 "invalid filter {k:?}: the network filters are name, driver, id and label"
             ),

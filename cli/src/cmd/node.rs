@@ -14,7 +14,7 @@ use crate::cmd::{inspect_json, service::parse};
 use crate::connect::{ConnectArgs, block_on};
 use crate::output::{self, columns::wire, humanize};
 use crate::view::node::{self as view, hostname, local_hostname};
-use crate::{leader, lookup};
+use crate::{filter, leader, lookup};
 
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
@@ -35,7 +35,8 @@ pub enum NodeCommand {
         /// Go-template-style format, e.g. '{{.Hostname}} {{.Status}}' or '{{json .}}'.
         #[arg(long)]
         format: Option<String>,
-        /// Filter: role=manager|worker, name=PREFIX, availability=active|pause|drain.
+        /// Filter: role=manager|worker, name=PREFIX, availability=active|pause|drain, id=PREFIX,
+        /// node.label=KEY[=VALUE], label=KEY[=VALUE] (engine labels).
         #[arg(short, long, value_name = "KEY=VALUE")]
         filter: Vec<String>,
         #[command(flatten)]
@@ -299,16 +300,17 @@ fn set_role(connect: &ConnectArgs, nodes: &[String], role: NodeRole) -> anyhow::
 /// docker's node filters: role, name, availability (and id).
 pub fn keeps(n: &Node, filters: &[String]) -> anyhow::Result<bool> {
     for f in filters {
-        let Some((k, v)) = f.split_once('=') else {
-            anyhow::bail!("invalid filter {f:?}: expected KEY=VALUE, e.g. role=manager");
-        };
+        let (k, v) = filter::split(f, "role=manager")?;
         let ok = match k {
             "role" => wire(&n.spec.role) == v,
             "name" => n.metadata.name.starts_with(v) || hostname(n).starts_with(v),
             "availability" => wire(&n.spec.availability) == v,
             "id" => humanize::full_id(&n.metadata.uid).starts_with(&humanize::full_id(v)),
+            "node.label" => filter::has_label(&n.spec.labels, v),
+            "label" => filter::has_label(&n.status.engine.labels, v),
             _ => anyhow::bail!(
-                "invalid filter {k:?}: the node filters are role, name, availability and id"
+                "invalid filter {k:?}: the node filters are role, name, availability, id, \
+                 node.label and label (engine labels)"
             ),
         };
         if !ok {
@@ -460,6 +462,9 @@ Engine Version:\t\t27.3.1
         let n = node();
         assert!(keeps(&n, &["role=manager".into(), "name=node".into()]).unwrap());
         assert!(!keeps(&n, &["availability=drain".into()]).unwrap());
+        assert!(keeps(&n, &["node.label=zone=east".into()]).unwrap());
+        assert!(!keeps(&n, &["node.label=zone=west".into()]).unwrap());
+        assert!(!keeps(&n, &["label=zone".into()]).unwrap(), "engine labels");
         assert!(keeps(&n, &["bogus=1".into()]).is_err());
     }
 }

@@ -7,6 +7,7 @@ use swarm_api::Service;
 use swarm_client::ListParams;
 
 use crate::connect::{ConnectArgs, block_on};
+use crate::filter;
 use crate::output::{self, humanize::full_id};
 use crate::view;
 
@@ -33,17 +34,12 @@ pub struct LsArgs {
 /// Whether `s` passes every `key=value` filter (docker's service filters).
 pub fn keeps(s: &Service, filters: &[String]) -> anyhow::Result<bool> {
     for f in filters {
-        let Some((k, v)) = f.split_once('=') else {
-            anyhow::bail!("invalid filter {f:?}: expected KEY=VALUE, e.g. mode=global");
-        };
+        let (k, v) = filter::split(f, "mode=global")?;
         let ok = match k {
             "name" => s.metadata.name.starts_with(v),
             "id" => full_id(&s.metadata.uid).starts_with(&full_id(v)),
             "mode" => s.spec.mode.display_name() == v.replace('-', " "),
-            "label" => match v.split_once('=') {
-                Some((lk, lv)) => s.metadata.labels.get(lk).is_some_and(|x| x == lv),
-                None => s.metadata.labels.contains_key(v),
-            },
+            "label" => filter::has_label(&s.metadata.labels, v),
             _ => anyhow::bail!(
                 "invalid filter {k:?}: the service filters are name, id, label and mode"
             ),

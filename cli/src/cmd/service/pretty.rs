@@ -94,8 +94,32 @@ pub fn service(s: &Service, now: SystemTime) -> String {
     if !c.working_dir.is_empty() {
         let _ = writeln!(o, " Dir:\t\t{}", c.working_dir);
     }
+    if let Some(init) = c.init {
+        let _ = writeln!(o, " Init:\t\t{init}");
+    }
     if !c.user.is_empty() {
         let _ = writeln!(o, " User: {}", c.user);
+    }
+    if !c.cap_add.is_empty() || !c.cap_drop.is_empty() {
+        o.push_str("Capabilities:\n");
+        if !c.cap_add.is_empty() {
+            let _ = writeln!(o, " Add: {}", c.cap_add.join(", "));
+        }
+        if !c.cap_drop.is_empty() {
+            let _ = writeln!(o, " Drop: {}", c.cap_drop.join(", "));
+        }
+    }
+    if !c.sysctls.is_empty() {
+        o.push_str("SysCtls:\n");
+        for (k, v) in &c.sysctls {
+            let _ = writeln!(o, " {k}: {v}");
+        }
+    }
+    if !c.ulimits.is_empty() {
+        o.push_str("Ulimits:\n");
+        for u in &c.ulimits {
+            let _ = writeln!(o, " {}: {}:{}", u.name, u.soft, u.hard);
+        }
     }
     if !c.mounts.is_empty() {
         o.push_str("Mounts:\n");
@@ -115,6 +139,15 @@ pub fn service(s: &Service, now: SystemTime) -> String {
             let _ = writeln!(o, "{title}:");
             for r in refs {
                 let _ = writeln!(o, " Target:\t{}\n  Source:\t{}", r.target, r.source);
+            }
+        }
+    }
+    if let Some(d) = &spec.task_template.log_driver {
+        let _ = writeln!(o, "Log Driver:\n Name:\t\t{}", d.name);
+        if !d.options.is_empty() {
+            o.push_str(" LogOpts:\n");
+            for (k, v) in &d.options {
+                let _ = writeln!(o, "  {k}={v}");
             }
         }
     }
@@ -205,7 +238,11 @@ mod tests {
                 "mode": {"replicated": {"replicas": 3}},
                 "taskTemplate": {
                     "container": {"image": "nginx:1.27", "args": ["nginx", "-g", "daemon off;"],
-                                  "env": {"A": "1"}, "secrets": [{"source": "pw", "target": "pw"}]},
+                                  "env": {"A": "1"}, "secrets": [{"source": "pw", "target": "pw"}],
+                                  "init": true, "capAdd": ["NET_ADMIN"], "capDrop": ["MKNOD"],
+                                  "sysctls": {"net.core.somaxconn": "1024"},
+                                  "ulimits": [{"name": "nofile", "soft": 1024, "hard": 2048}]},
+                    "logDriver": {"name": "json-file", "options": {"max-size": "10m"}},
                     "placement": {"constraints": ["node.role==worker"]},
                     "resources": {"limits": {"memoryBytes": 268435456, "nanoCpus": 500000000}},
                     "networks": [{"target": "front"}]
@@ -251,9 +288,21 @@ ContainerSpec:
  Image:\t\tnginx:1.27
  Args:\t\tnginx -g daemon off; 
  Env:\t\tA=1 
+ Init:\t\ttrue
+Capabilities:
+ Add: NET_ADMIN
+ Drop: MKNOD
+SysCtls:
+ net.core.somaxconn: 1024
+Ulimits:
+ nofile: 1024:2048
 Secrets:
  Target:\tpw
   Source:\tpw
+Log Driver:
+ Name:\t\tjson-file
+ LogOpts:
+  max-size=10m
 Resources:
  Limits:
   CPU:\t\t0.5
