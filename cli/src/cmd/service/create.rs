@@ -39,6 +39,9 @@ pub struct CreateArgs {
     /// Environment variable, KEY=VALUE (KEY alone passes this shell's value).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines; # comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<String>,
     /// Publish a port: [PUBLISHED:]TARGET[/PROTOCOL] or published=P,target=T[,mode=host].
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub publish: Vec<String>,
@@ -109,6 +112,10 @@ pub fn build(
     if let Some(e) = &args.entrypoint {
         c.command = shell_split(e).map_err(|e| anyhow::anyhow!("invalid --entrypoint: {e}"))?;
     }
+    // As docker: the files first, then --env over them.
+    for f in &args.env_files {
+        c.env.extend(parse::env_file(f, lookup)?);
+    }
     for e in &args.env {
         let (k, v) = parse::env_entry(e, lookup)?;
         c.env.insert(k, v);
@@ -122,14 +129,7 @@ pub fn build(
     }
     t.placement.constraints = args.constraints.clone();
     for p in &args.placement_prefs {
-        let spread = p.strip_prefix("spread=").ok_or_else(|| {
-            anyhow::anyhow!("invalid --placement-pref {p:?}: use spread=node.labels.KEY")
-        })?;
-        t.placement
-            .preferences
-            .push(swarm_api::PlacementPreference {
-                spread: spread.to_string(),
-            });
+        t.placement.preferences.push(parse::placement_pref(p)?);
     }
     t.networks = args
         .networks
@@ -368,6 +368,17 @@ mod tests {
         assert_eq!(log.options["max-size"], "10m");
         assert!(c.read_only && c.tty);
         assert_eq!(c.init, Some(true));
+
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("app.env");
+        std::fs::write(&env, "A=0\nB=2\n").unwrap();
+        let s = build_from(&["--env-file", env.to_str().unwrap(), "-e", "A=1", "nginx"]).unwrap();
+        let e = &s.spec.task_template.container.env;
+        assert_eq!(
+            (e["A"].as_str(), e["B"].as_str()),
+            ("1", "2"),
+            "--env over the file"
+        );
 
         let none = build_from(&["--no-healthcheck", "nginx"]).unwrap();
         let h = none.spec.task_template.container.healthcheck.unwrap();

@@ -32,6 +32,40 @@ pub fn env_entry(
     }
 }
 
+/// The entries of an env file, as docker reads `--env-file`: one `KEY=VALUE` (or `KEY`, this
+/// shell's value) per line; blank lines and lines starting with `#` are skipped.
+pub fn env_file(
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read --env-file {path}: {e}"))?;
+    let mut entries = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let entry =
+            env_entry(line, lookup).map_err(|e| anyhow::anyhow!("{path}:{}: {e}", i + 1))?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// A placement preference: `spread=node.labels.KEY`.
+pub fn placement_pref(s: &str) -> anyhow::Result<swarm_api::PlacementPreference> {
+    let spread = s
+        .strip_prefix("spread=")
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("invalid placement preference {s:?}: use spread=node.labels.KEY")
+        })?;
+    Ok(swarm_api::PlacementPreference {
+        spread: spread.to_string(),
+    })
+}
+
 /// Labels from `KEY=VALUE` flags.
 pub fn labels(items: &[String]) -> BTreeMap<String, String> {
     items.iter().map(|s| key_value(s)).collect()
@@ -191,6 +225,34 @@ mod tests {
                 .contains("target is required")
         );
         assert!(port("80/icmp").is_err());
+    }
+
+    #[test]
+    fn env_files_and_placement_prefs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.env");
+        std::fs::write(&path, "# comment\n\nA=1\n  B=two words\nTOKEN\n").unwrap();
+        let path = path.to_str().unwrap();
+        let lookup = |k: &str| (k == "TOKEN").then(|| "s3cret".to_string());
+        assert_eq!(
+            env_file(path, &lookup).unwrap(),
+            [
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), "two words".to_string()),
+                ("TOKEN".to_string(), "s3cret".to_string())
+            ]
+        );
+        std::fs::write(dir.path().join("bad.env"), "A=1\nMISSING\n").unwrap();
+        let bad = dir.path().join("bad.env");
+        let err = env_file(bad.to_str().unwrap(), &lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad.env:2:"), "{err}");
+        assert_eq!(
+            placement_pref("spread=node.labels.zone").unwrap().spread,
+            "node.labels.zone"
+        );
+        assert!(placement_pref("binpack=x").is_err());
     }
 
     #[test]

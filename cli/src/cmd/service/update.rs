@@ -32,6 +32,9 @@ pub struct UpdateArgs {
     /// New command arguments (shell words).
     #[arg(long, value_name = "ARGS")]
     pub args: Option<String>,
+    /// A new entrypoint (shell words; "" goes back to the image's).
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
     /// Add or change an environment variable, KEY=VALUE.
     #[arg(long, value_name = "KEY=VALUE")]
     pub env_add: Vec<String>,
@@ -50,6 +53,12 @@ pub struct UpdateArgs {
     /// Remove a placement constraint (exactly as written).
     #[arg(long, value_name = "EXPR")]
     pub constraint_rm: Vec<String>,
+    /// Add a placement preference, spread=node.labels.KEY.
+    #[arg(long, value_name = "PREF")]
+    pub placement_pref_add: Vec<String>,
+    /// Remove a placement preference (spread=node.labels.KEY).
+    #[arg(long, value_name = "PREF")]
+    pub placement_pref_rm: Vec<String>,
     /// Add or change a service label.
     #[arg(long, value_name = "KEY=VALUE")]
     pub label_add: Vec<String>,
@@ -124,6 +133,9 @@ pub fn apply(
     if let Some(args) = &a.args {
         c.args = shell_split(args).map_err(|e| anyhow::anyhow!("invalid --args: {e}"))?;
     }
+    if let Some(e) = &a.entrypoint {
+        c.command = shell_split(e).map_err(|e| anyhow::anyhow!("invalid --entrypoint: {e}"))?;
+    }
     for k in &a.env_rm {
         c.env.remove(k);
     }
@@ -152,6 +164,17 @@ pub fn apply(
     for x in &a.constraint_add {
         if !constraints.contains(x) {
             constraints.push(x.clone());
+        }
+    }
+    let prefs = &mut t.placement.preferences;
+    for p in &a.placement_pref_rm {
+        let rm = parse::placement_pref(p)?;
+        prefs.retain(|x| *x != rm);
+    }
+    for p in &a.placement_pref_add {
+        let add = parse::placement_pref(p)?;
+        if !prefs.contains(&add) {
+            prefs.push(add);
         }
     }
     t.networks.retain(|n| !a.network_rm.contains(&n.target));
@@ -332,9 +355,18 @@ mod tests {
             "true",
             "--read-only",
             "--tty=false",
+            "--entrypoint",
+            "/bin/sh -c",
+            "--placement-pref-add",
+            "spread=node.labels.zone",
             "web",
         ])
         .unwrap();
+        assert_eq!(s.spec.task_template.container.command, ["/bin/sh", "-c"]);
+        assert_eq!(
+            s.spec.task_template.placement.preferences[0].spread,
+            "node.labels.zone"
+        );
         let c = &s.spec.task_template.container;
         assert_eq!(c.mounts[0].source, "cache");
         assert_eq!(c.hosts, ["db:10.0.0.5"]);
@@ -353,6 +385,8 @@ mod tests {
             "--cap-drop",
             "NET_ADMIN",
             "--read-only=false",
+            "--placement-pref-rm",
+            "spread=node.labels.zone",
             "web",
         ])
         .unwrap();
@@ -361,6 +395,7 @@ mod tests {
         let c = &back.spec.task_template.container;
         assert!(c.mounts.is_empty() && c.hosts.is_empty() && c.dns_config.is_empty());
         assert!(c.cap_add.is_empty() && !c.read_only);
+        assert!(back.spec.task_template.placement.preferences.is_empty());
         assert_eq!(c.cap_drop, ["NET_ADMIN"]);
     }
 
