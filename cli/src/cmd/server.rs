@@ -204,6 +204,10 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<Server> {
         },
         tls: !args.no_tls,
         advertise,
+        // `swarm events` lets an event out once every kind's watch has passed it, which an
+        // idle kind shows only by a bookmark: each second keeps events about a second late
+        // at most (one short line per watch per second).
+        bookmark_interval: std::time::Duration::from_secs(1),
         ..ServerOptions::default()
     };
     std::fs::create_dir_all(&args.data_dir)

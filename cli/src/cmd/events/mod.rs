@@ -51,8 +51,9 @@ fn action(ev: &WatchEvent<Value>) -> &'static str {
     }
 }
 
-/// One text line: `2026-01-01T00:00:00.000Z service update web (resourceVersion=42)`.
-pub fn text_line(kind: Kind, ev: &WatchEvent<Value>, now: Timestamp) -> Option<String> {
+/// One text line, `at` the time the event arrived:
+/// `2026-01-01T00:00:00.000Z service update web (resourceVersion=42)`.
+pub fn text_line(kind: Kind, ev: &WatchEvent<Value>, at: Timestamp) -> Option<String> {
     let obj = ev.object()?;
     let name = obj
         .pointer("/metadata/name")
@@ -63,7 +64,7 @@ pub fn text_line(kind: Kind, ev: &WatchEvent<Value>, now: Timestamp) -> Option<S
         .and_then(Value::as_str)
         .unwrap_or("");
     Some(format!(
-        "{now} {} {} {name} (resourceVersion={rv})\n",
+        "{at} {} {} {name} (resourceVersion={rv})\n",
         kind.name().to_ascii_lowercase(),
         action(ev)
     ))
@@ -174,14 +175,15 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
                         .unwrap_or("");
                     let rv = revision(rv)?;
                     let name = name.to_string();
-                    order.event(kind, &name, rv, ev);
+                    // Lines show when the event arrived, not when every kind let it out.
+                    order.event(kind, &name, rv, (ev, Timestamp::now()));
                 }
             }
-            for (_, kind, ev) in order.ready() {
+            for (_, kind, (ev, arrived)) in order.ready() {
                 let line = if json {
                     Some(format!("{}\n", ev.to_line(kind)))
                 } else {
-                    text_line(kind, &ev, Timestamp::now())
+                    text_line(kind, &ev, arrived)
                 };
                 if let Some(line) = line
                     && !output::emit(&line)?
