@@ -297,6 +297,12 @@ async fn network_secret_config_commands() {
         !inspect.stdout.contains("czNjcmV0"),
         "secret data must not be printed: {inspect:#?}"
     );
+    let pretty = c
+        .swarm(&["secret", "inspect", "--pretty", "db_password"])
+        .await
+        .ok();
+    assert!(pretty.stdout.contains("\nDriver:\n"), "{pretty:#?}");
+    assert!(!pretty.stdout.contains("Data:"), "{pretty:#?}");
     // `-` reads the data from stdin.
     let mut cmd = c.command(&["config", "create", "motd", "-"]);
     cmd.stdin(std::process::Stdio::piped());
@@ -319,6 +325,16 @@ async fn network_secret_config_commands() {
         .await
         .ok();
     assert_eq!(data.stdout, "czNjcmV0\n");
+    let pretty = c
+        .swarm(&["config", "inspect", "--pretty", "site"])
+        .await
+        .ok();
+    assert!(pretty.stdout.starts_with("ID:  "), "{pretty:#?}");
+    assert!(
+        pretty.stdout.contains("Name:            site\n"),
+        "{pretty:#?}"
+    );
+    assert!(pretty.stdout.ends_with("Data:\ns3cret\n"), "{pretty:#?}");
     assert_eq!(
         c.swarm(&["config", "ls", "--format", "{{.Name}}"])
             .await

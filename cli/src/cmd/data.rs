@@ -61,10 +61,15 @@ pub enum DataCommand {
         connect: ConnectArgs,
     },
     /// Show them in detail (secret data is left out).
-    #[command(after_help = "Example:\n  swarm config inspect -f '{{.metadata.labels}}' site")]
+    #[command(
+        after_help = "Examples:\n  swarm config inspect -f '{{.metadata.labels}}' site\n  swarm secret inspect --pretty db_password"
+    )]
     Inspect {
         #[arg(required = true)]
         names: Vec<String>,
+        /// Print a human-readable summary instead of JSON (a config's data included).
+        #[arg(long, conflicts_with = "format")]
+        pretty: bool,
         #[arg(short, long)]
         format: Option<String>,
         #[command(flatten)]
@@ -102,6 +107,14 @@ fn read_data(file: &str) -> anyhow::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
+/// The content of `spec`, decoded for display (`None` if it is not base64).
+fn decoded(spec: &DataSpec) -> Option<String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(&spec.data)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
 /// docker's secret and config filters: name, id, label.
 fn keeps(m: &ObjectMeta, filters: &[String]) -> anyhow::Result<bool> {
     for f in filters {
@@ -122,9 +135,21 @@ fn keeps(m: &ObjectMeta, filters: &[String]) -> anyhow::Result<bool> {
 /// Runs `swarm secret …` (`config: false`) or `swarm config …`.
 pub fn run(args: DataArgs, config: bool) -> anyhow::Result<ExitCode> {
     if config {
-        run_kind::<Config>(args, view::CONFIG_FORMAT, |o| &o.metadata, Config::new)
+        run_kind::<Config>(
+            args,
+            view::CONFIG_FORMAT,
+            |o| &o.metadata,
+            |o| &o.spec,
+            Config::new,
+        )
     } else {
-        run_kind::<Secret>(args, view::SECRET_FORMAT, |o| &o.metadata, Secret::new)
+        run_kind::<Secret>(
+            args,
+            view::SECRET_FORMAT,
+            |o| &o.metadata,
+            |o| &o.spec,
+            Secret::new,
+        )
     }
 }
 
@@ -132,6 +157,7 @@ fn run_kind<T: Resource>(
     args: DataArgs,
     format: &'static str,
     meta: fn(&T) -> &ObjectMeta,
+    data: fn(&T) -> &DataSpec,
     new: fn(String, DataSpec) -> T,
 ) -> anyhow::Result<ExitCode> {
     let noun = lookup::noun::<T>();
@@ -175,11 +201,25 @@ fn run_kind<T: Resource>(
         }
         DataCommand::Inspect {
             names,
+            pretty,
             format: f,
             connect,
         } => {
             let client = connect.client()?;
             let found = block_on(find_all::<T>(&client, &names))??;
+            if pretty {
+                let texts: Vec<String> = found
+                    .iter()
+                    .map(|o| {
+                        let content = (T::KIND == swarm_api::Kind::Config)
+                            .then(|| decoded(data(o)))
+                            .flatten();
+                        view::pretty(meta(o), content.as_deref())
+                    })
+                    .collect();
+                output::emit(&texts.join("\n"))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut values: Vec<serde_json::Value> = found
                 .iter()
                 .map(serde_json::to_value)

@@ -1,6 +1,8 @@
-//! `secret ls` (`ID NAME DRIVER CREATED UPDATED`) and `config ls` (`ID NAME CREATED UPDATED`).
-//! Secret and config data never change (new data means a new name), so UPDATED is CREATED.
+//! `secret ls` (`ID NAME DRIVER CREATED UPDATED`) and `config ls` (`ID NAME CREATED UPDATED`),
+//! and their `inspect --pretty`. Secret and config data never change (new data means a new
+//! name), so UPDATED is CREATED.
 
+use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use serde_json::json;
@@ -39,6 +41,39 @@ pub fn list(metas: &[&ObjectMeta], format: &'static str, now: SystemTime) -> Lis
         ]));
     }
     l
+}
+
+/// `secret|config inspect --pretty`, in docker's layout; `data` is a config's content (a
+/// secret's is never shown).
+pub fn pretty(m: &ObjectMeta, data: Option<&str>) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "ID:              {}", full_id(&m.uid));
+    let _ = writeln!(o, "Name:            {}", m.name);
+    if !m.labels.is_empty() {
+        o.push_str("Labels:\n");
+        for (k, v) in &m.labels {
+            let value = if v.is_empty() {
+                String::new()
+            } else {
+                format!("={v}")
+            };
+            let _ = writeln!(o, " - {k}{value}");
+        }
+    }
+    if data.is_none() {
+        o.push_str("Driver:\n");
+    }
+    let created = m
+        .creation_timestamp
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let _ = writeln!(o, "Created at:      {created}");
+    let _ = writeln!(o, "Updated at:      {created}");
+    if let Some(d) = data {
+        let _ = writeln!(o, "Data:\n{d}");
+    }
+    o
 }
 
 #[cfg(test)]
@@ -88,6 +123,37 @@ abcdefab111142228333444455556666   db_password   2 hours ago      2 hours ago
                 .render(Some("{{.Name}}"), false)
                 .unwrap(),
             "api_key\ndb_password\n"
+        );
+    }
+
+    #[test]
+    fn golden_secret_and_config_pretty() {
+        let mut m: ObjectMeta = serde_json::from_value(json!({
+            "name": "db_password", "uid": "abcdefab-1111-4222-8333-444455556666",
+            "creationTimestamp": "2026-01-01T00:00:00Z"}))
+        .unwrap();
+        m.labels.insert("swarm.stack".into(), "voting".into());
+        assert_eq!(
+            pretty(&m, None),
+            "ID:              abcdefab111142228333444455556666
+Name:            db_password
+Labels:
+ - swarm.stack=voting
+Driver:
+Created at:      2026-01-01T00:00:00.000Z
+Updated at:      2026-01-01T00:00:00.000Z
+"
+        );
+        m.labels.clear();
+        assert_eq!(
+            pretty(&m, Some("port=80")),
+            "ID:              abcdefab111142228333444455556666
+Name:            db_password
+Created at:      2026-01-01T00:00:00.000Z
+Updated at:      2026-01-01T00:00:00.000Z
+Data:
+port=80
+"
         );
     }
 }
