@@ -395,6 +395,18 @@ async fn stack_deploy_ls_services_ps_rm() {
         services.stdout,
         "voting_redis replicated 0/1 \nvoting_vote replicated 0/2 *:5000->80/tcp\n"
     );
+    let vote = c
+        .swarm(&[
+            "stack",
+            "services",
+            "-q",
+            "--filter",
+            "name=voting_v",
+            "voting",
+        ])
+        .await
+        .ok();
+    assert_eq!(vote.stdout.lines().count(), 1, "{vote:#?}");
     let svc = c.service_when("voting_vote", |_| true).await;
     c.node("node-1").await;
     c.task(&svc, 1, 1, "node-1", TaskState::Running, "").await;

@@ -78,7 +78,7 @@ pub enum StackCommand {
     },
     /// List the services of a stack.
     #[command(
-        after_help = "Examples:\n  swarm stack services voting\n  swarm stack services -q voting"
+        after_help = "Examples:\n  swarm stack services voting\n  swarm stack services -q voting\n  swarm stack services --filter name=voting_vote voting"
     )]
     Services {
         stack: String,
@@ -87,6 +87,9 @@ pub enum StackCommand {
         /// Go-template-style format, e.g. '{{.Name}} {{.Replicas}}'.
         #[arg(long)]
         format: Option<String>,
+        /// Filter: name=PREFIX, id=PREFIX, label=KEY[=VALUE], mode=replicated|global.
+        #[arg(short, long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -245,10 +248,16 @@ pub fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
             stack,
             quiet,
             format,
+            filter,
             connect,
         } => {
             let client = connect.client()?;
-            let services = block_on(of_stack::<Service>(&client, &stack))??;
+            let mut services = Vec::new();
+            for s in block_on(of_stack::<Service>(&client, &stack))?? {
+                if crate::cmd::service::ls::keeps(&s, &filter)? {
+                    services.push(s);
+                }
+            }
             if services.is_empty() && !quiet {
                 eprintln!("Nothing found in stack: {stack}");
                 return Ok(ExitCode::SUCCESS);
