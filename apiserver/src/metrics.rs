@@ -259,6 +259,9 @@ impl Store for InstrumentedStore {
         self.timed("watch", self.inner.watch_with_progress(prefix, after))
             .await
     }
+    async fn request_progress(&self, prefix: &str) {
+        self.inner.request_progress(prefix).await
+    }
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.timed("compact", self.inner.compact(revision)).await
     }

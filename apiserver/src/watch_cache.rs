@@ -22,11 +22,13 @@
 //! The cache also answers GETs and lists (`WatchCache::get`, `WatchCache::list`), with
 //! Kubernetes' semantics for consistent reads from cache: a read that must see the latest
 //! writes (no `resourceVersion`) asks the store for its current revision (an atomic load for
-//! the embedded store) and waits until the cache is *fresh* up to it — the store watch
-//! reported progress up to that revision (`Store::watch_with_progress`), so every write at or
-//! below it, to this kind or any other, has been applied — then answers from memory; a cache
-//! that does not catch up within `FRESH_WAIT`, or a store that reports no progress, sends the
-//! read to the store. So a client that wrote then reads sees its write (read-your-writes),
+//! the embedded store, a quorum read for etcd) and waits until the cache is *fresh* up to it —
+//! the store watch reported progress up to that revision (`Store::watch_with_progress`), so
+//! every write at or below it, to this kind or any other, has been applied — then answers
+//! from memory. If the cache is behind, the read asks for a report (`Store::request_progress`:
+//! etcd's progress request, as KEP-2340; the embedded store reports after every commit
+//! anyway). A cache that does not catch up within `FRESH_WAIT`, or whose store watch has not
+//! reported progress yet (or cannot), sends the read to the store. So a client that wrote then reads sees its write (read-your-writes),
 //! whichever apiserver it asks. `resourceVersion=0` ("any") is answered from memory at once.
 //! A list is taken only from an exact state (no transaction half applied: see `Inner::fresh`).
 //! Tasks are also indexed by `spec.nodeName` for the authorization of node reads.
@@ -378,6 +380,10 @@ impl KindCache {
                 },
             };
             let mut rx = self.fresh_tx.subscribe();
+            if *rx.borrow_and_update() < target {
+                // etcd reports progress when asked (KEP-2340's progress requests).
+                store.request_progress(&self.kind.key_prefix()).await;
+            }
             rx.wait_for(|f| *f >= target).await.is_ok()
         };
         tokio::time::timeout(FRESH_WAIT, wait)
@@ -637,11 +643,11 @@ impl KindCache {
             // Watch, re-watching from the last revision seen after transient failures.
             loop {
                 let from = self.lock().revision;
+                // Consistent reads wait for progress reports only once this watch has sent
+                // one (an etcd watch that is catching up may hold them back for a while).
+                self.lock().consistent = false;
                 let mut stream = match watch_items(store.as_ref(), &prefix, from).await {
-                    Ok((s, consistent)) => {
-                        self.lock().consistent = consistent;
-                        s
-                    }
+                    Ok(s) => s,
                     Err(StoreError::Compacted { .. }) => break,
                     Err(e) => {
                         tracing::warn!(kind = %self.kind, error = %e, "watch cache: watch failed; retrying");
@@ -652,7 +658,10 @@ impl KindCache {
                 let compacted = loop {
                     match stream.next().await {
                         Some(Ok(WatchItem::Event(ev))) => self.apply(ev),
-                        Some(Ok(WatchItem::Progress(r))) => self.progress(r),
+                        Some(Ok(WatchItem::Progress(r))) => {
+                            self.lock().consistent = true;
+                            self.progress(r)
+                        }
                         Some(Err(StoreError::Compacted { .. })) => break true,
                         Some(Err(e)) => {
                             tracing::warn!(kind = %self.kind, error = %e, "watch cache: watch broke; re-watching");
@@ -670,18 +679,18 @@ impl KindCache {
     }
 }
 
-/// A store watch with progress reports if the store gives them (then `true`), else a plain
-/// one seen as items.
+/// A store watch with progress reports if the store gives them, else a plain one seen as
+/// items.
 async fn watch_items(
     store: &dyn Store,
     prefix: &str,
     after: Revision,
-) -> Result<(ProgressWatchStream, bool), StoreError> {
+) -> Result<ProgressWatchStream, StoreError> {
     if let Some(s) = store.watch_with_progress(prefix, after).await? {
-        return Ok((s, true));
+        return Ok(s);
     }
     let events = store.watch(prefix, after).await?;
-    Ok((Box::pin(events.map(|e| e.map(WatchItem::Event))), false))
+    Ok(Box::pin(events.map(|e| e.map(WatchItem::Event))))
 }
 
 /// How fresh a read must be (`resourceVersion` of a GET or list, as in Kubernetes).

@@ -21,7 +21,8 @@ use futures::StreamExt;
 use futures::future::join_all;
 
 use super::{
-    Event, EventType, KeyValue, ListOptions, Revision, Store, StoreError, TxnOp, WatchStream,
+    Event, EventType, KeyValue, ListOptions, ProgressWatchStream, Revision, Store, StoreError,
+    TxnOp, WatchItem, WatchStream,
 };
 
 /// A store under test that can be restarted on its data (re-open the file, restart etcd).
@@ -37,8 +38,8 @@ macro_rules! conformance_tests {
     ($backend:expr) => {
         $crate::store::conformance::conformance_tests!(@store $backend;
             crud_cas, revisions_monotonic, list_at_revision, pagination, txn_atomic,
-            watch_from_revision, watch_live_tail, concurrent_writers, concurrent_cas,
-            compaction);
+            watch_from_revision, watch_live_tail, watch_progress, concurrent_writers,
+            concurrent_cas, compaction);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_restart() {
@@ -658,6 +659,101 @@ pub(crate) async fn watch_live_tail(s: &dyn Store) {
     .map(|e| e.revision)
     .collect();
     assert_eq!(revs, [now + 1, now + 2, now + 3, now + 4]);
+}
+
+/// The next item of a progress watch, failing the test after 10 s.
+async fn next_item(w: &mut ProgressWatchStream) -> WatchItem {
+    match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+        Err(_) => panic!("timed out waiting for a progress watch item"),
+        Ok(None) => panic!("watch ended"),
+        Ok(Some(Err(e))) => panic!("watch failed: {e}"),
+        Ok(Some(Ok(item))) => item,
+    }
+}
+
+/// A progress watch tells when it has passed writes under other prefixes (what lets the watch
+/// cache of a quiet kind answer consistent reads and send current bookmarks), and never
+/// reports a revision before it has yielded every event up to it — checked while another
+/// task writes under both prefixes and asks for reports all along.
+pub(crate) async fn watch_progress(s: &dyn Store) {
+    let (quiet, busy) = ("/registry/quiet/", "/registry/busy/");
+    let base = s.current_revision().await.unwrap();
+    let mut w = s
+        .watch_with_progress(quiet, base)
+        .await
+        .unwrap()
+        .expect("every real backend reports progress");
+
+    // Writes elsewhere only: reports (asked for) reach them, and no event comes.
+    for i in 0..3 {
+        let rev = s
+            .create(&format!("{busy}b{i}"), b("b"))
+            .await
+            .unwrap()
+            .mod_revision;
+        s.request_progress(quiet).await;
+        loop {
+            match next_item(&mut w).await {
+                WatchItem::Progress(r) if r >= rev => break,
+                WatchItem::Progress(_) => {}
+                WatchItem::Event(ev) => panic!("unexpected event {ev:?}"),
+            }
+        }
+    }
+
+    // Writes under both prefixes, with reports asked for after each: every report comes
+    // after the events of every write under the watched prefix up to its revision.
+    const WRITES: usize = 60;
+    let writer = async {
+        let mut quiet_revs = Vec::new();
+        for i in 0..WRITES {
+            let (prefix, name) = if i % 3 == 0 {
+                (quiet, "q")
+            } else {
+                (busy, "w")
+            };
+            let kv = s
+                .create(&format!("{prefix}{name}{i}"), b("v"))
+                .await
+                .unwrap();
+            if prefix == quiet {
+                quiet_revs.push(kv.mod_revision);
+            }
+            s.request_progress(quiet).await;
+        }
+        quiet_revs
+    };
+    let reader = async {
+        let mut items = Vec::new();
+        let mut events = 0;
+        while events < WRITES.div_ceil(3) {
+            let item = next_item(&mut w).await;
+            events += usize::from(matches!(item, WatchItem::Event(_)));
+            items.push(item);
+        }
+        items
+    };
+    let (quiet_revs, items) = futures::join!(writer, reader);
+    let mut seen = Vec::new();
+    for item in &items {
+        match item {
+            WatchItem::Event(ev) => {
+                assert!(ev.key.starts_with(quiet), "{ev:?}");
+                seen.push(ev.revision);
+            }
+            WatchItem::Progress(r) => {
+                let owed: Vec<_> = quiet_revs
+                    .iter()
+                    .filter(|q| *q <= r && !seen.contains(q))
+                    .collect();
+                assert!(
+                    owed.is_empty(),
+                    "progress {r} reported before the events at {owed:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(seen, quiet_revs);
 }
 
 /// Many writers at once: each write gets its own revision, and a watch sees them all in order.

@@ -49,7 +49,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -58,7 +57,7 @@ use tracing::{debug, error, trace, warn};
 use super::{
     Event, EventType, KeyValue, ListOptions, ListResult, ProgressWatchStream, Result, Revision,
     Store, StoreError, TxnOp, TxnResult, WatchItem, WatchStream, check_distinct_keys, check_op,
-    prefix_end,
+    events_only, prefix_end,
 };
 
 /// Tuning knobs; the defaults suit the apiserver, tests shrink them to reach edge cases.
@@ -1001,14 +1000,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        let items = self.watch_items(prefix, after, false).await?;
-        Ok(Box::pin(items.filter_map(|item| {
-            std::future::ready(match item {
-                Ok(WatchItem::Event(ev)) => Some(Ok(ev)),
-                Ok(WatchItem::Progress(_)) => None,
-                Err(e) => Some(Err(e)),
-            })
-        })))
+        Ok(events_only(self.watch_items(prefix, after, false).await?))
     }
 
     async fn watch_with_progress(
@@ -1066,6 +1058,7 @@ impl EmbeddedStore {
 mod tests {
     use super::*;
     use crate::store::conformance::{Backend, conformance_tests};
+    use futures::StreamExt;
 
     /// A store in a fresh temporary directory, re-openable on the same file.
     pub(crate) struct EmbeddedBackend {

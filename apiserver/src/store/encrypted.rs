@@ -266,6 +266,10 @@ impl Store for EncryptedStore {
         }))))
     }
 
+    async fn request_progress(&self, prefix: &str) {
+        self.inner.request_progress(prefix).await
+    }
+
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.inner.compact(revision).await
     }

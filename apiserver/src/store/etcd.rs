@@ -11,12 +11,28 @@
 //!   task owns it and, when it breaks (etcd restarted, connection lost), opens a new one from
 //!   the last revision delivered, skipping what was already sent: the consumer sees one
 //!   unbroken, duplicate-free stream. A watch cancelled for compaction ends with `Compacted`.
+//! * **Progress** (`watch_with_progress`, for consistent reads from the watch cache, as
+//!   Kubernetes' KEP-2340): each watch is its own gRPC stream, so a progress report on it
+//!   speaks for that watch alone. Reports come from (1) every event response — etcd sends a
+//!   revision's events whole and in order, so after the events of revision `r`, every event
+//!   up to `r` has come; (2) answers to progress requests, sent when a reader asks
+//!   (`request_progress`) and every `PROGRESS_INTERVAL` (so a quiet kind's bookmarks follow
+//!   the store); (3) etcd's own periodic notifications (`progress_notify`).
+//!   etcd before 3.4.25 / 3.5.8 answers a progress request out of band, possibly ahead of
+//!   events it still owes a watcher that is catching up (etcd#15220). On those versions an
+//!   answer is believed only once the watcher is known to have caught up: it was created with
+//!   nothing to catch up (start revision past the store's, as the `created` answer's header
+//!   shows), or an event at or past that header's revision arrived, or etcd sent it a periodic
+//!   notification (sent in order, and only to caught-up watchers). Until then, reads of that
+//!   kind go to etcd.
 //! * **Limits** are etcd's: a transaction holds at most `--max-txn-ops` (default 128)
 //!   operations and a request at most `--max-request-bytes` (1.5 MiB); beyond them etcd refuses
 //!   the request (reported as `Internal`).
 //! * **Compaction point**: etcd does not report it, but a read at revision `r` fails exactly when
 //!   `r` is below it, so `compacted_revision` finds it by binary search (a few cheap reads).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,13 +41,14 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType as EtcdEventType,
     GetOptions, PutOptions, Txn, TxnOp as EtcdTxnOp, TxnOpResponse, WatchOptions,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
 use super::{
-    Event, EventType, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError,
-    TxnOp, TxnResult, WatchStream, check_distinct_keys, check_op, prefix_end,
+    Event, EventType, KeyValue, ListOptions, ListResult, ProgressWatchStream, Result, Revision,
+    Store, StoreError, TxnOp, TxnResult, WatchItem, WatchStream, check_distinct_keys, check_op,
+    events_only, prefix_end,
 };
 
 /// gRPC status codes (a stable part of the wire protocol) that mean "try again later".
@@ -43,11 +60,61 @@ const GRPC_UNAVAILABLE: i32 = 14;
 const WATCH_BUFFER: usize = 1024;
 /// The longest pause between attempts to re-open a broken watch.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often a progress watch asks etcd for a report unprompted, so that the watch cache of a
+/// kind nobody writes still follows the store's revision (for its bookmarks).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A `Store` on an etcd cluster. Cloning shares the connection.
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    progress: Arc<ProgressRequests>,
+}
+
+/// How progress watches learn that a reader wants a report (`Store::request_progress`).
+#[derive(Debug, Default)]
+struct ProgressRequests {
+    /// etcd answers progress requests in order with the events (3.4.25+, 3.5.8+): an answer
+    /// can be believed at once. Older: only once the watcher has caught up (module docs).
+    in_order: bool,
+    /// etcd answers progress requests at all (3.4+).
+    supported: bool,
+    /// A counter per watched prefix, bumped by each request; the watches of that prefix send
+    /// etcd a progress request when it changes (many requests at once make one).
+    wanted: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+impl ProgressRequests {
+    fn for_version(version: &str) -> ProgressRequests {
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+        let (major, minor, patch) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(Some(a)), Some(Some(b)), Some(Some(c))) => (a, b, c),
+            _ => (0, 0, 0),
+        };
+        let v = (major, minor, patch);
+        ProgressRequests {
+            supported: v >= (3, 4, 0),
+            // The fix for etcd#15220 shipped in 3.4.25 and 3.5.8.
+            in_order: v >= (3, 5, 8) || ((3, 4, 25)..(3, 5, 0)).contains(&v),
+            wanted: Mutex::default(),
+        }
+    }
+
+    /// The request counter of `prefix`, for a new progress watch.
+    fn subscribe(&self, prefix: &str) -> watch::Receiver<u64> {
+        let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        wanted
+            .entry(prefix.to_string())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn request(&self, prefix: &str) {
+        let wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = wanted.get(prefix) {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
 }
 
 /// How an etcd error reads to the rest of the store.
@@ -147,9 +214,32 @@ impl EtcdStore {
         let client = Client::connect(endpoints, Some(opts))
             .await
             .map_err(map_err)?;
-        let store = EtcdStore { client };
+        let status = client
+            .maintenance_client()
+            .status()
+            .await
+            .map_err(map_err)?;
+        let version = status.version().to_string();
+        let progress = ProgressRequests::for_version(&version);
+        if !progress.supported {
+            warn!(
+                version,
+                "etcd before 3.4 cannot report watch progress: every read goes to etcd"
+            );
+        } else if !progress.in_order {
+            warn!(
+                version,
+                "etcd before 3.4.25 / 3.5.8 may report watch progress ahead of its events \
+                 (etcd#15220): reads of a kind are served from the cache only once its watch \
+                 has caught up; upgrade etcd for cached reads at all times"
+            );
+        }
+        let store = EtcdStore {
+            client,
+            progress: Arc::new(progress),
+        };
         store.current_revision().await?;
-        debug!(?endpoints, "connected to etcd");
+        debug!(?endpoints, version, "connected to etcd");
         Ok(store)
     }
 
@@ -326,22 +416,27 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        let after = after.max(0);
-        // Refuse at once if the history is gone, as the embedded store does: a read at `after`
-        // fails exactly when `after` is below the compaction point.
-        if self.compacted_at(after.max(1)).await? {
-            return Err(self.compacted_error(after).await);
+        Ok(events_only(self.watch_items(prefix, after, None).await?))
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<Option<ProgressWatchStream>> {
+        if !self.progress.supported {
+            return Ok(None);
         }
-        let watch = RunningWatch {
-            client: self.client.clone(),
-            prefix: prefix.to_string(),
-            last_revision: after,
-            seen_at_last: usize::MAX,
+        let progress = Progress {
+            wanted: self.progress.subscribe(prefix),
+            in_order: self.progress.in_order,
+            reported: None,
         };
-        let stream = watch.open().await?;
-        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(watch.run(stream, tx));
-        Ok(Box::pin(ReceiverStream::new(rx)))
+        Ok(Some(self.watch_items(prefix, after, Some(progress)).await?))
+    }
+
+    async fn request_progress(&self, prefix: &str) {
+        self.progress.request(prefix);
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
@@ -376,6 +471,33 @@ impl Store for EtcdStore {
     }
 }
 
+impl EtcdStore {
+    /// A watch task from `after`, with progress reports if `progress` is given.
+    async fn watch_items(
+        &self,
+        prefix: &str,
+        after: Revision,
+        progress: Option<Progress>,
+    ) -> Result<ProgressWatchStream> {
+        let after = after.max(0);
+        // Refuse at once if the history is gone, as the embedded store does: a read at `after`
+        // fails exactly when `after` is below the compaction point.
+        if self.compacted_at(after.max(1)).await? {
+            return Err(self.compacted_error(after).await);
+        }
+        let watch = RunningWatch {
+            client: self.client.clone(),
+            prefix: prefix.to_string(),
+            last_revision: after,
+            progress,
+        };
+        let stream = watch.open().await?;
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(watch.run(stream, tx));
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+}
+
 /// The compares guarding an update or delete: the key exists and, if given, has `expected`.
 fn guard(key: &str, expected: Option<Revision>) -> Vec<Compare> {
     match expected {
@@ -393,20 +515,54 @@ fn guard(key: &str, expected: Option<Revision>) -> Vec<Compare> {
 struct RunningWatch {
     client: Client,
     prefix: String,
-    /// The revision of the last event delivered (or the start point)…
+    /// Every event up to this revision has been delivered (etcd sends each revision's events
+    /// in one response, and a stream only breaks between responses).
     last_revision: Revision,
-    /// …and how many of that revision's events were delivered (`MAX`: all of them).
-    seen_at_last: usize,
+    /// Progress reporting, for `watch_with_progress`.
+    progress: Option<Progress>,
+}
+
+/// The progress side of a watch.
+struct Progress {
+    /// Bumped by `request_progress`: ask etcd for a report.
+    wanted: watch::Receiver<u64>,
+    /// etcd answers progress requests in order (see `ProgressRequests::in_order`).
+    in_order: bool,
+    /// The last revision reported (`None` before the first report, which is sent even if it
+    /// is only the start revision: it tells the consumer that reports come).
+    reported: Option<Revision>,
+}
+
+/// What one etcd watch stream has shown about whether its watcher caught up (module docs).
+struct StreamState {
+    /// etcd's id of the watcher (from the `created` answer).
+    watch_id: Option<i64>,
+    /// The watcher caught up: it has no events owed from before its creation.
+    caught_up: bool,
+    /// The store's revision when the watcher was created: events up to it may be owed.
+    created_at: Revision,
+}
+
+/// A response that only reports progress (as etcd's Go client's `IsProgressNotify`).
+fn is_progress_notify(resp: &etcd_client::WatchResponse) -> bool {
+    resp.events().is_empty()
+        && !resp.canceled()
+        && !resp.created()
+        && resp.compact_revision() == 0
+        && resp.header().is_some_and(|h| h.revision() != 0)
 }
 
 impl RunningWatch {
-    /// Opens an etcd watch that starts *at* the last revision (not after it): etcd then refuses
-    /// it if that revision is compacted, and events already sent are skipped in `run`.
+    /// Opens an etcd watch right after the last revision delivered; etcd refuses it if that
+    /// history is compacted.
     async fn open(&self) -> Result<etcd_client::WatchStream> {
-        let opts = WatchOptions::new()
+        let mut opts = WatchOptions::new()
             .with_range(range_end(&self.prefix))
-            .with_start_revision(self.last_revision.max(1))
+            .with_start_revision(self.last_revision + 1)
             .with_prev_key();
+        if self.progress.is_some() {
+            opts = opts.with_progress_notify();
+        }
         self.client
             .watch_client()
             .watch(range_start(&self.prefix), Some(opts))
@@ -414,11 +570,74 @@ impl RunningWatch {
             .map_err(map_err)
     }
 
-    async fn run(mut self, first: etcd_client::WatchStream, out: mpsc::Sender<Result<Event>>) {
+    /// Whether etcd owes this watch no event up to `upto` — no key under the prefix was
+    /// written or deleted after the last revision delivered — read from etcd itself, for
+    /// believing a progress report on an etcd that may send it too early (module docs).
+    /// Puts show as keys modified since; deletes as fewer keys created before it than there
+    /// were. `false` when it cannot tell (history compacted, etcd unreachable).
+    async fn nothing_owed(&self, upto: Revision) -> bool {
+        let after = self.last_revision;
+        if upto <= after {
+            return true;
+        }
+        let mut kv = self.client.kv_client();
+        let range = || GetOptions::new().with_range(range_end(&self.prefix));
+        let start = range_start(&self.prefix);
+        let written = kv.get(
+            start.clone(),
+            Some(
+                range()
+                    .with_revision(upto)
+                    .with_keys_only()
+                    .with_min_mod_revision(after + 1),
+            ),
+        );
+        let Ok(written) = written.await else {
+            return false;
+        };
+        if !written.kvs().is_empty() {
+            return false;
+        }
+        // (A count ignores revision filters in etcd, so the kept keys are fetched.)
+        let (Ok(before), Ok(kept)) = (
+            kv.get(
+                start.clone(),
+                Some(range().with_revision(after.max(1)).with_count_only()),
+            )
+            .await,
+            kv.get(
+                start,
+                Some(
+                    range()
+                        .with_revision(upto)
+                        .with_keys_only()
+                        .with_max_create_revision(after),
+                ),
+            )
+            .await,
+        ) else {
+            return false;
+        };
+        kept.kvs().len() as i64 == before.count()
+    }
+
+    /// Reports progress up to `revision` (if it is news); `false`: the consumer is gone.
+    async fn report(&mut self, revision: Revision, out: &mpsc::Sender<Result<WatchItem>>) -> bool {
+        let Some(p) = self.progress.as_mut() else {
+            return true;
+        };
+        if p.reported.is_some_and(|r| revision <= r) {
+            return true;
+        }
+        p.reported = Some(revision);
+        out.send(Ok(WatchItem::Progress(revision))).await.is_ok()
+    }
+
+    async fn run(mut self, first: etcd_client::WatchStream, out: mpsc::Sender<Result<WatchItem>>) {
         let mut stream = Some(first);
         let mut backoff = Duration::from_millis(50);
         loop {
-            let mut current = match stream.take() {
+            let current = match stream.take() {
                 Some(s) => s,
                 None => {
                     // The old stream broke: wait a little, then re-open from where we are.
@@ -436,13 +655,23 @@ impl RunningWatch {
                     }
                 }
             };
-            // Events of the revision currently being received, counted to skip repeats.
-            let mut rev_in_stream = 0;
-            let mut seen_in_stream = 0;
+            let (mut requests, mut responses) = current.split();
+            let mut state = StreamState {
+                watch_id: None,
+                caught_up: false,
+                created_at: Revision::MAX,
+            };
+            let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let msg = tokio::select! {
-                    m = current.message() => m,
+                    m = responses.message() => m,
                     _ = out.closed() => return,
+                    _ = progress_wanted(&mut self.progress, &mut ticker) => {
+                        // A failed request means a broken stream, which `message` reports.
+                        let _ = requests.request_progress().await;
+                        continue;
+                    }
                 };
                 let resp = match msg {
                     Ok(Some(resp)) => resp,
@@ -472,6 +701,33 @@ impl RunningWatch {
                     break;
                 }
                 backoff = Duration::from_millis(50);
+                let header_revision = resp.header().map_or(0, |h| h.revision());
+                if resp.created() {
+                    // Created with a start past the store's revision: nothing to catch up.
+                    state.watch_id = Some(resp.watch_id());
+                    state.created_at = header_revision;
+                    state.caught_up = header_revision <= self.last_revision;
+                    continue;
+                }
+                if is_progress_notify(&resp) {
+                    // etcd's periodic notifications carry the watcher's id and reach only
+                    // caught-up watchers; answers to requests carry -1.
+                    if state.watch_id == Some(resp.watch_id()) {
+                        state.caught_up = true;
+                    }
+                    let in_order = self.progress.as_ref().is_some_and(|p| p.in_order);
+                    let believed = state.caught_up
+                        || in_order
+                        || (self.progress.is_some() && self.nothing_owed(header_revision).await);
+                    if believed {
+                        // Nothing up to it is owed: a re-watch may start past it.
+                        self.last_revision = self.last_revision.max(header_revision);
+                        if !self.report(header_revision, &out).await {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 for ev in resp.events() {
                     let ev = match to_event(ev) {
                         Ok(ev) => ev,
@@ -480,26 +736,43 @@ impl RunningWatch {
                             return;
                         }
                     };
-                    if ev.revision != rev_in_stream {
-                        rev_in_stream = ev.revision;
-                        seen_in_stream = 0;
-                    }
-                    seen_in_stream += 1;
                     // Skip what an earlier stream already delivered.
-                    if ev.revision < self.last_revision
-                        || (ev.revision == self.last_revision
-                            && seen_in_stream <= self.seen_at_last)
-                    {
+                    if ev.revision <= self.last_revision {
                         continue;
                     }
-                    self.last_revision = ev.revision;
-                    self.seen_at_last = seen_in_stream;
-                    if out.send(Ok(ev)).await.is_err() {
+                    if out.send(Ok(WatchItem::Event(ev))).await.is_err() {
                         return;
                     }
                 }
+                // The response held whole revisions: everything up to its last one has come.
+                if let Some(last) = resp.events().last().and_then(|e| e.kv()) {
+                    self.last_revision = self.last_revision.max(last.mod_revision());
+                }
+                if self.last_revision >= state.created_at {
+                    state.caught_up = true;
+                }
+                if !self.report(self.last_revision, &out).await {
+                    return;
+                }
             }
         }
+    }
+}
+
+/// Resolves when a progress watch should ask etcd for a report: a reader asked, or
+/// `PROGRESS_INTERVAL` passed. Never for a watch without progress.
+async fn progress_wanted(progress: &mut Option<Progress>, ticker: &mut tokio::time::Interval) {
+    let Some(p) = progress else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        changed = p.wanted.changed() => {
+            if changed.is_err() {
+                // The store is gone; the ticker still keeps the revision moving.
+                ticker.tick().await;
+            }
+        }
+        _ = ticker.tick() => {}
     }
 }
 
@@ -508,6 +781,7 @@ mod tests {
     use super::*;
     use crate::store::conformance::{Backend, assert_quiet, b, conformance_tests, next_event};
     use crate::store::etcd_testing::EtcdServer;
+    use futures::StreamExt;
 
     /// A fresh etcd with a store connected to it.
     pub(crate) struct EtcdBackend {
@@ -594,6 +868,71 @@ mod tests {
             assert_eq!((&e.revision, &e.key), (rev, key));
         }
         assert_quiet(&mut w, 300).await;
+    }
+
+    /// A progress watch that starts in the past has events to catch up on; etcd before 3.4.25
+    /// answers a progress request at once with its current revision, ahead of those events
+    /// (etcd#15220). No report may come before the events up to it, on any etcd version.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn progress_waits_for_a_catching_up_watch() {
+        let backend = EtcdBackend::start().await;
+        let s = &backend.store;
+        let (quiet, busy) = ("/registry/quiet/", "/registry/busy/");
+        let base = s.current_revision().await.unwrap();
+        let mut revs = Vec::new();
+        for i in 0..5 {
+            revs.push(
+                s.create(&format!("{quiet}q{i}"), b("q"))
+                    .await
+                    .unwrap()
+                    .mod_revision,
+            );
+            s.create(&format!("{busy}b{i}"), b("b")).await.unwrap();
+        }
+        let current = s.current_revision().await.unwrap();
+        let mut w = s.watch_with_progress(quiet, base).await.unwrap().unwrap();
+        let mut seen = Vec::new();
+        loop {
+            s.request_progress(quiet).await;
+            let item = tokio::time::timeout(Duration::from_secs(10), w.next())
+                .await
+                .expect("an item within 10 s")
+                .expect("the watch goes on")
+                .unwrap();
+            match item {
+                WatchItem::Event(ev) => seen.push(ev.revision),
+                WatchItem::Progress(r) => {
+                    let owed: Vec<_> = revs
+                        .iter()
+                        .filter(|q| **q <= r && !seen.contains(q))
+                        .collect();
+                    assert!(
+                        owed.is_empty(),
+                        "progress {r} before the events at {owed:?}"
+                    );
+                    if r >= current {
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(seen, revs);
+    }
+
+    /// Which etcd versions answer progress requests, and which in order with the events.
+    #[test]
+    fn progress_support_by_version() {
+        let v = |s| {
+            let p = ProgressRequests::for_version(s);
+            (p.supported, p.in_order)
+        };
+        assert_eq!(v("3.3.27"), (false, false));
+        assert_eq!(v("3.4.23"), (true, false));
+        assert_eq!(v("3.4.25"), (true, true));
+        assert_eq!(v("3.5.7"), (true, false));
+        assert_eq!(v("3.5.8"), (true, true));
+        assert_eq!(v("3.6.0"), (true, true));
+        assert_eq!(v("garbage"), (false, false));
     }
 
     /// Without etcd, connecting fails as `Unavailable` rather than hanging.

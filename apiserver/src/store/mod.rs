@@ -181,6 +181,18 @@ pub enum WatchItem {
 /// A watch with progress reports: events as `WatchStream`, with `Progress` items among them.
 pub type ProgressWatchStream = Pin<Box<dyn Stream<Item = Result<WatchItem>> + Send>>;
 
+/// The events of a progress watch, without its reports (a plain `watch` built on one).
+pub(crate) fn events_only(items: ProgressWatchStream) -> WatchStream {
+    use futures::StreamExt;
+    Box::pin(items.filter_map(|item| {
+        std::future::ready(match item {
+            Ok(WatchItem::Event(ev)) => Some(Ok(ev)),
+            Ok(WatchItem::Progress(_)) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }))
+}
+
 /// The storage the apiserver runs on. See the module docs for the semantics.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -202,10 +214,10 @@ pub trait Store: Send + Sync + 'static {
     /// `watch`, plus `Progress(r)` items telling that the stream has yielded every event up to
     /// revision `r`: a cache fed by it then knows it is current up to `r` even when the newest
     /// writes were under other prefixes, which is what consistent reads from the watch cache
-    /// need (etcd's progress notifications play this part in Kubernetes). A progress report
-    /// follows each committed write (or batch of them) at the latest once its events, if any,
-    /// have been yielded. `None`: this backend cannot report progress; consistent reads then go
-    /// to the store.
+    /// need (etcd's progress notifications play this part in Kubernetes). Reports come soon
+    /// after `request_progress`, and unasked at least every few seconds (the embedded store
+    /// reports after each commit; etcd when asked and every second). `None`: this backend
+    /// cannot report progress; consistent reads then go to the store.
     async fn watch_with_progress(
         &self,
         _prefix: &str,
@@ -213,6 +225,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<ProgressWatchStream>> {
         Ok(None)
     }
+
+    /// Asks the progress watches of `prefix` to report their progress soon: a reader waits for
+    /// them to pass the current revision. Backends that report after every commit need not
+    /// do anything.
+    async fn request_progress(&self, _prefix: &str) {}
 
     /// Forgets history before `revision` (current values stay). Watches and lists older than
     /// it then fail with `Compacted`.
