@@ -31,7 +31,8 @@ pub struct EventsArgs {
     /// Label selector, e.g. swarm.stack=voting.
     #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
     pub selector: Option<String>,
-    /// Only these kinds (repeatable; default: all).
+    /// Only these kinds (repeatable; default: every kind but leases, whose leader-election
+    /// renewals come several times a second — `--kind lease` shows them).
     #[arg(long = "kind", value_name = "KIND")]
     pub kinds: Vec<String>,
     /// text (default) or json (one watch event per line).
@@ -70,6 +71,15 @@ pub fn text_line(kind: Kind, ev: &WatchEvent<Value>, at: Timestamp) -> Option<St
     ))
 }
 
+/// The kinds `events` follows unless told: all but `Lease` (leader election renews each
+/// controller's lease every few seconds, which would drown the changes people look for).
+fn default_kinds() -> Vec<Kind> {
+    Kind::ALL
+        .into_iter()
+        .filter(|k| *k != Kind::Lease)
+        .collect()
+}
+
 /// What one kind's feed yields: its watch's events, then `End` when the server ends it.
 enum Item {
     Event(Result<WatchEvent<Value>, swarm_client::ClientError>),
@@ -102,7 +112,7 @@ fn revision(rv: &str) -> anyhow::Result<u64> {
 
 pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let kinds: Vec<Kind> = if args.kinds.is_empty() {
-        Kind::ALL.to_vec()
+        default_kinds()
     } else {
         args.kinds
             .iter()
@@ -199,6 +209,14 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn leases_are_left_out_unless_asked_for() {
+        let kinds = default_kinds();
+        assert!(!kinds.contains(&Kind::Lease));
+        assert!(kinds.contains(&Kind::Service) && kinds.contains(&Kind::Task));
+        assert_eq!(kinds.len(), Kind::ALL.len() - 1);
+    }
 
     #[test]
     fn text_lines_read_like_docker_events() {
