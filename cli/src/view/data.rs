@@ -124,6 +124,15 @@ abcdefab111142228333444455556666   db_password   2 hours ago      2 hours ago
                 .unwrap(),
             "api_key\ndb_password\n"
         );
+        assert_eq!(
+            list(&refs, SECRET_FORMAT, now())
+                .render(Some("{{json .}}"), false)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+            r#"{"CreatedAt":"30 seconds ago","Driver":"","ID":"01234567111142228333444455556666","Labels":"","Name":"api_key","UpdatedAt":"30 seconds ago"}"#
+        );
     }
 
     #[test]

@@ -102,5 +102,13 @@ aaaabbbbcccc   voting_front   overlay   swarm
             list(&nets, false, now()).render(None, true).unwrap(),
             "12345678cccc4ddd8eeeffff00001111\naaaabbbbcccc4ddd8eeeffff00001111\n"
         );
+        assert_eq!(
+            l.render(Some("{{json .}}"), false)
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap(),
+            r#"{"Attachable":"true","CreatedAt":"","Driver":"overlay","ID":"aaaabbbbcccc","Internal":"false","Labels":"swarm.stack=voting","Name":"voting_front","Scope":"swarm","Subnet":"10.0.1.0/24"}"#
+        );
     }
 }

@@ -54,5 +54,14 @@ mod tests {
             "NAME      SERVICES\nmon       1\nvoting    2\n"
         );
         assert_eq!(l.render(None, true).unwrap(), "mon\nvoting\n");
+        assert_eq!(
+            l.render(Some("{{json .}}"), false).unwrap(),
+            concat!(
+                r#"{"ID":"mon","Name":"mon","Services":"1"}"#,
+                "\n",
+                r#"{"ID":"voting","Name":"voting","Services":"2"}"#,
+                "\n"
+            )
+        );
     }
 }

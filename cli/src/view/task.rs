@@ -283,6 +283,14 @@ ID             NAME        IMAGE        NODE      DESIRED STATE   CURRENT STATE 
         let f = TaskFilter::parse(&["name=web.1".to_string()]).unwrap();
         // web.1 and web.10 both start with web.1, as docker's prefix match.
         assert_eq!(list(&tasks(), &f, true, now()).rows.len(), 3);
+        let f = TaskFilter::parse(&["id=000003e9".to_string()]).unwrap();
+        assert_eq!(
+            list(&tasks(), &f, true, now())
+                .render(Some("{{json .}}"), false)
+                .unwrap(),
+            r#"{"CurrentState":"Running about a minute ago","DesiredState":"Running","Error":"","ID":"000003e9aaaa","Image":"nginx:1.26","Name":"web.10","Node":"node-3","Ports":""}
+"#
+        );
     }
 
     #[test]
