@@ -1,8 +1,10 @@
-//! `swarm events [--since RV] [-l SEL] [-o json]`: every change to every kind, as it happens.
-//! Text lines read like docker's (`TIME KIND ACTION NAME (resourceVersion=N)`); `-o json`
-//! prints one watch event per line. One watch per kind, merged into store-revision order
-//! (`order`); each event carries its `resourceVersion`: pass the last one printed to `--since`
-//! to resume without missing or repeating anything.
+//! `swarm events [--since RV] [-l SEL] [-o json]`: every change to every kind (leases only
+//! with `--kind lease`), as it happens. Text lines read like docker's (`TIME KIND ACTION NAME
+//! (resourceVersion=N)`); `-o json` prints one watch event per line. One watch per kind,
+//! merged into store-revision order (`order`), so an event is printed once every kind's watch
+//! has passed it — at most one bookmark interval after it happened (1 s with `swarm server`).
+//! Each event carries its `resourceVersion`: pass the last one printed to `--since` to resume
+//! without missing or repeating anything.
 
 use std::process::ExitCode;
 
