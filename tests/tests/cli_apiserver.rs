@@ -355,6 +355,81 @@ fn get_watch_prints_one_json_line_per_event() {
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
+/// `(resourceVersion, "TYPE Kind name")` of the next `n` lines of `swarm events -o json`.
+fn event_lines(events: &mut swarm_tests::Lines, n: usize) -> Vec<(u64, String)> {
+    (0..n)
+        .map(|_| {
+            let line = events.next_line().unwrap();
+            let ev: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let o = &ev["object"];
+            let rv = o["metadata"]["resourceVersion"].as_str().unwrap();
+            (
+                rv.parse().unwrap(),
+                format!(
+                    "{} {} {}",
+                    ev["type"].as_str().unwrap(),
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect()
+}
+
+/// `swarm events` against a `swarm server` process: networks and configs written interleaved
+/// come out in revision order, and `--since` a printed revision resumes with exactly the rest.
+#[test]
+fn events_of_two_kinds_come_in_revision_order_and_resume_exactly() {
+    let server = start();
+    let since =
+        server.swarm(&["get", "networks", "-o", "json"]).json()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let data = server.dir().join("data.txt");
+    std::fs::write(&data, "x").unwrap();
+    let mut written = Vec::new();
+    for i in 0..3 {
+        server
+            .swarm(&["network", "create", &format!("net-{i}")])
+            .ok();
+        written.push(format!("ADDED Network net-{i}"));
+        for j in ["a", "b"] {
+            let name = format!("cfg-{i}{j}");
+            server
+                .swarm(&["config", "create", &name, data.to_str().unwrap()])
+                .ok();
+            written.push(format!("ADDED Config {name}"));
+        }
+    }
+    let args = |from: &str| -> Vec<String> {
+        [
+            "events", "-o", "json", "--kind", "network", "--kind", "config", "--since", from,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut events = server
+        .spawn_lines(&args(&since).iter().map(String::as_str).collect::<Vec<_>>())
+        .unwrap();
+    let all = event_lines(&mut events, written.len());
+    let names: Vec<&str> = all.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(names, written, "in the order written: {all:?}");
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "{all:?}");
+    assert_eq!(events.interrupt().unwrap().code(), Some(0));
+
+    let cut = 4;
+    let from = all[cut - 1].0.to_string();
+    let mut rest = server
+        .spawn_lines(&args(&from).iter().map(String::as_str).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(event_lines(&mut rest, all.len() - cut), all[cut..]);
+    // Nothing more: a write after the resume comes next, not a repeat.
+    server.swarm(&["network", "create", "net-late"]).ok();
+    assert_eq!(event_lines(&mut rest, 1)[0].1, "ADDED Network net-late");
+}
+
 #[test]
 fn get_watch_as_a_table_prints_a_row_per_event() {
     let server = start();
