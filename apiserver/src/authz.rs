@@ -64,6 +64,18 @@ pub struct Access<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denied(pub String);
 
+/// The controller identities these rules know: a controller certificate is issued only for
+/// one of them (`POST /v1/certificates`).
+pub const CONTROLLERS: &[&str] = &[
+    "replication",
+    "ipam",
+    "placement",
+    "update",
+    "nodes",
+    "gc",
+    "gitops",
+];
+
 /// The kinds each controller writes, and how (DESIGN §4: who writes which field).
 fn controller_may_write(controller: &str, verb: Verb, kind: Kind) -> bool {
     use Kind::*;

@@ -11,11 +11,15 @@
 //!
 //! Everything is written to a temporary name and renamed, so a crash never leaves half a key.
 
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use swarm_pki::{ClusterCa, DEFAULT_CERT_VALIDITY, Identity, JoinToken, Role};
+
+use crate::tls::ServingCert;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -35,7 +39,14 @@ pub enum PkiError {
     Ca(#[from] swarm_pki::CaError),
     #[error(transparent)]
     Token(#[from] swarm_pki::TokenError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("this apiserver's certificate: {0}")]
+    Identity(#[from] swarm_pki::IdentityError),
 }
+
+/// How long after a failed renewal of the serving certificate it is tried again (at most).
+const RENEWAL_RETRY: Duration = Duration::from_secs(60);
 
 /// The two join tokens; rotating one replaces it.
 #[derive(Clone, Debug)]
@@ -48,9 +59,15 @@ pub struct JoinTokens {
 pub struct ClusterPki {
     dir: PathBuf,
     pub ca: ClusterCa,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
+    /// This apiserver's certificate as served (REST and dispatcher); renewed in place.
+    serving: Arc<ServingCert>,
+    /// The PEM of the certificate `serving` holds.
+    serving_pem: RwLock<String>,
+    /// The addresses and names in this apiserver's certificate.
+    server_names: Vec<String>,
     tokens: RwLock<JoinTokens>,
+    /// How long the certificates this manager issues are valid.
+    validity: Duration,
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
@@ -110,6 +127,15 @@ impl ClusterPki {
     /// Loads the PKI under `data_dir/pki`, creating a new cluster's on first start.
     /// `sans` (IP addresses, DNS names) go into this apiserver's certificate when it is made.
     pub fn load_or_init(data_dir: &Path, sans: &[String]) -> Result<Arc<Self>, PkiError> {
+        Self::load_or_init_with(data_dir, sans, DEFAULT_CERT_VALIDITY)
+    }
+
+    /// `load_or_init`, issuing certificates valid for `validity` (tests use seconds).
+    pub fn load_or_init_with(
+        data_dir: &Path,
+        sans: &[String],
+        validity: Duration,
+    ) -> Result<Arc<Self>, PkiError> {
         let dir = data_dir.join("pki");
         let ca_crt = dir.join("ca.crt");
         if !ca_crt.exists() {
@@ -125,15 +151,15 @@ impl ClusterPki {
         let ca = ClusterCa::from_pem(&read(&ca_crt)?, &read(&dir.join("ca.key"))?, &cluster_id)?;
 
         let (crt, key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
+        let mut names: Vec<String> = vec!["127.0.0.1".into(), "localhost".into()];
+        names.extend(sans.iter().cloned());
         if !crt.exists() {
-            let mut names: Vec<String> = vec!["127.0.0.1".into(), "localhost".into()];
-            names.extend(sans.iter().cloned());
             let id = Identity::new(
                 format!("apiserver-{}", new_id()),
                 Role::Manager,
                 &cluster_id,
             );
-            let (cert_pem, key_pem) = ca.issue(&id, &names, DEFAULT_CERT_VALIDITY)?;
+            let (cert_pem, key_pem) = ca.issue(&id, &names, validity)?;
             write_file(&key, &key_pem, true)?;
             write_file(&crt, &cert_pem, false)?;
         }
@@ -148,13 +174,79 @@ impl ClusterPki {
             write_tokens(&tokens_path, &t)?;
             t
         };
+        let serving_pem = read(&crt)?;
         Ok(Arc::new(ClusterPki {
-            server_cert_pem: read(&crt)?,
-            server_key_pem: read(&key)?,
+            serving: ServingCert::new(&serving_pem, &read(&key)?)?,
+            serving_pem: RwLock::new(serving_pem),
+            server_names: names,
             dir,
             ca,
             tokens: RwLock::new(tokens),
+            validity,
         }))
+    }
+
+    /// How long the certificates this manager issues are valid (90 days by default).
+    pub fn validity(&self) -> Duration {
+        self.validity
+    }
+
+    /// This apiserver's certificate, for the TLS configurations of the REST API and the
+    /// dispatcher; [`ClusterPki::renew_serving_cert`] replaces what it serves.
+    pub fn serving(&self) -> Arc<ServingCert> {
+        self.serving.clone()
+    }
+
+    /// The PEM of the certificate served now.
+    pub fn serving_cert_pem(&self) -> String {
+        match self.serving_pem.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Issues this apiserver a fresh certificate — same identity and names, a new key —
+    /// saves it and serves it from the next handshake on.
+    pub fn renew_serving_cert(&self) -> Result<(), PkiError> {
+        let id = Identity::from_cert_pem(&self.serving_cert_pem())?;
+        let (cert_pem, key_pem) = self.ca.issue(&id, &self.server_names, self.validity)?;
+        write_file(&self.dir.join("apiserver.key"), &key_pem, true)?;
+        write_file(&self.dir.join("apiserver.crt"), &cert_pem, false)?;
+        self.serving.replace(&cert_pem, &key_pem)?;
+        match self.serving_pem.write() {
+            Ok(mut p) => *p = cert_pem,
+            Err(poisoned) => *poisoned.into_inner() = cert_pem,
+        }
+        Ok(())
+    }
+
+    /// Renews this apiserver's certificate at a random point between 50 % and 80 % of its
+    /// life, again and again, until `stop` resolves. A failed renewal is retried.
+    pub async fn keep_serving_cert_renewed(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let wait = match swarm_pki::until_renewal(&self.serving_cert_pem()) {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read this apiserver's certificate; not renewing it");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            match self.renew_serving_cert() {
+                Ok(()) => tracing::info!("apiserver certificate renewed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "apiserver certificate renewal failed; retrying");
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep(RENEWAL_RETRY.min(self.validity / 10)) => {}
+                    }
+                }
+            }
+        }
     }
 
     pub fn ca_path(&self) -> PathBuf {
@@ -198,13 +290,14 @@ impl ClusterPki {
     }
 
     /// Issues the admin's client certificate into `dir` (`admin.crt`, `admin.key`) and
-    /// returns their paths.
+    /// returns their paths. Valid 90 days whatever `validity()` is: nothing renews a user's
+    /// credentials (`swarm server` writes fresh ones at each start).
     pub fn write_admin_credentials(&self, dir: &Path) -> Result<(PathBuf, PathBuf), PkiError> {
-        self.write_credentials(dir, "admin", "admin", Role::Admin)
+        self.issue_into(dir, "admin", "admin", Role::Admin, DEFAULT_CERT_VALIDITY)
     }
 
     /// Issues a client certificate for `id` with `role` into `dir` (`FILE.crt`, `FILE.key`,
-    /// the key 0600) and returns their paths. Made fresh each time: 90 days from now.
+    /// the key 0600) and returns their paths. Made fresh each time, valid for `validity()`.
     pub fn write_credentials(
         &self,
         dir: &Path,
@@ -212,8 +305,19 @@ impl ClusterPki {
         id: &str,
         role: Role,
     ) -> Result<(PathBuf, PathBuf), PkiError> {
+        self.issue_into(dir, file, id, role, self.validity)
+    }
+
+    fn issue_into(
+        &self,
+        dir: &Path,
+        file: &str,
+        id: &str,
+        role: Role,
+        validity: Duration,
+    ) -> Result<(PathBuf, PathBuf), PkiError> {
         let id = Identity::new(id, role, self.ca.cluster_id());
-        let (cert, key) = self.ca.issue(&id, &[], DEFAULT_CERT_VALIDITY)?;
+        let (cert, key) = self.ca.issue(&id, &[], validity)?;
         let (crt_path, key_path) = (
             dir.join(format!("{file}.crt")),
             dir.join(format!("{file}.key")),
@@ -256,7 +360,7 @@ mod tests {
         let a = ClusterPki::load_or_init(dir.path(), &["10.1.2.3".into()]).unwrap();
         let b = ClusterPki::load_or_init(dir.path(), &[]).unwrap();
         assert_eq!(a.ca.digest(), b.ca.digest());
-        assert_eq!(a.server_cert_pem, b.server_cert_pem);
+        assert_eq!(a.serving_cert_pem(), b.serving_cert_pem());
         assert_eq!(a.tokens().worker.to_string(), b.tokens().worker.to_string());
         for private in ["ca.key", "apiserver.key", "join-tokens"] {
             let mode = std::fs::metadata(dir.path().join("pki").join(private))

@@ -71,6 +71,9 @@ pub struct ServerOptions {
     pub tls: bool,
     /// Addresses and names clients use to reach this apiserver; they go into its certificate.
     pub advertise: Vec<String>,
+    /// How long the certificates this apiserver issues (its own, nodes', controllers') are
+    /// valid; each is renewed at 50–80 % of it. 90 days; tests use seconds.
+    pub cert_validity: Duration,
 }
 
 impl Default for ServerOptions {
@@ -86,6 +89,7 @@ impl Default for ServerOptions {
             dispatcher: DispatcherOptions::default(),
             tls: false,
             advertise: Vec::new(),
+            cert_validity: swarm_pki::DEFAULT_CERT_VALIDITY,
         }
     }
 }
@@ -266,6 +270,14 @@ pub const ROUTES: &[RouteDoc] = &[
             "Renew the caller's certificate for a new key",
         )
     },
+    RouteDoc {
+        has_body: true,
+        ..route(
+            "POST",
+            "/v1/certificates",
+            "Issue a controller certificate for a CSR (admins)",
+        )
+    },
     route(
         "GET",
         "/v1/join-tokens",
@@ -292,6 +304,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/join", post(join::join))
         .route("/v1/ca", get(join::ca))
         .route("/v1/renew", post(join::renew))
+        .route("/v1/certificates", post(certificates::issue))
         .route("/v1/join-tokens", get(join_tokens::get))
         .route("/v1/join-tokens/{role}/rotate", post(join_tokens::rotate))
         .route("/v1/stacks/{name}/apply", post(apply::apply))
@@ -407,17 +420,10 @@ impl Server {
         let (shutdown_tx, shutdown) = signal::channel(false);
         let registry = Registry::new(store).with_cache(cache.clone());
         let (pki, tls, dispatcher_tls) = if opts.tls {
-            let pki = ClusterPki::load_or_init(&opts.data_dir, &opts.advertise)?;
-            let config = crate::tls::server_config(
-                pki.ca.cert_pem(),
-                &pki.server_cert_pem,
-                &pki.server_key_pem,
-            )?;
-            let dispatcher = crate::tls::dispatcher_config(
-                pki.ca.cert_pem(),
-                &pki.server_cert_pem,
-                &pki.server_key_pem,
-            )?;
+            let pki =
+                ClusterPki::load_or_init_with(&opts.data_dir, &opts.advertise, opts.cert_validity)?;
+            let config = crate::tls::server_config(pki.ca.cert_pem(), pki.serving())?;
+            let dispatcher = crate::tls::dispatcher_config(pki.ca.cert_pem(), pki.serving())?;
             (Some(pki), Some(config), Some(dispatcher))
         } else {
             (None, None, None)
@@ -501,8 +507,14 @@ impl Server {
             dispatcher,
             tls,
             dispatcher_tls,
-            pki: _,
+            pki,
         } = self;
+        if let Some(pki) = pki {
+            let mut stop = shutdown_tx.subscribe();
+            tokio::spawn(pki.keep_serving_cert_renewed(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+        }
         tracing::info!(%addr, tls = tls.is_some(), "apiserver listening");
         if let Some((listener, _, dopts)) = dispatcher {
             let mut stop = shutdown_tx.subscribe();

@@ -9,7 +9,7 @@
 //! other request without one, with a message the CLI can show as is.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,7 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -58,15 +59,59 @@ fn pem_err(what: &'static str) -> impl Fn(rustls_pki_types::pem::Error) -> TlsEr
     }
 }
 
-/// The rustls configuration of an apiserver: its certificate chain and key, the cluster CA
-/// as the only root for client certificates, TLS 1.3 only, HTTP/2 and HTTP/1.1. Client
+/// The apiserver's serving certificate, replaceable while serving: rustls asks for it at each
+/// handshake, so a renewed certificate is presented to every new connection without a
+/// restart (connections already open keep the one they were made with). One is shared by the
+/// REST API and the dispatcher.
+#[derive(Debug)]
+pub struct ServingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServingCert {
+    pub fn new(cert_pem: &str, key_pem: &str) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(ServingCert {
+            current: RwLock::new(certified(cert_pem, key_pem)?),
+        }))
+    }
+
+    /// Serves `cert_pem` (with `key_pem`) from the next handshake on.
+    pub fn replace(&self, cert_pem: &str, key_pem: &str) -> Result<(), TlsError> {
+        let fresh = certified(cert_pem, key_pem)?;
+        match self.current.write() {
+            Ok(mut c) => *c = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        })
+    }
+}
+
+fn certified(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_err("server certificate"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(pem_err("server key"))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider)?))
+}
+
+/// The rustls configuration of an apiserver: its (renewable) certificate, the cluster CA as
+/// the only root for client certificates, TLS 1.3 only, HTTP/2 and HTTP/1.1. Client
 /// certificates are optional here (the join endpoint); [`require_identity`] enforces them.
 pub fn server_config(
     ca_pem: &str,
-    cert_pem: &str,
-    key_pem: &str,
+    serving: Arc<ServingCert>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    build(ca_pem, cert_pem, key_pem, ClientCerts::Optional)
+    build(ca_pem, serving, ClientCerts::Optional)
 }
 
 /// The rustls configuration of the gRPC dispatcher: like [`server_config`], but a client
@@ -74,10 +119,9 @@ pub fn server_config(
 /// and only HTTP/2 is offered.
 pub fn dispatcher_config(
     ca_pem: &str,
-    cert_pem: &str,
-    key_pem: &str,
+    serving: Arc<ServingCert>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    build(ca_pem, cert_pem, key_pem, ClientCerts::Required)
+    build(ca_pem, serving, ClientCerts::Required)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,8 +132,7 @@ enum ClientCerts {
 
 fn build(
     ca_pem: &str,
-    cert_pem: &str,
-    key_pem: &str,
+    serving: Arc<ServingCert>,
     client_certs: ClientCerts,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -102,14 +145,10 @@ fn build(
         ClientCerts::Optional => verifier.allow_unauthenticated().build()?,
         ClientCerts::Required => verifier.build()?,
     };
-    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_err("server certificate"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(pem_err("server key"))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(serving);
     config.alpn_protocols = match client_certs {
         ClientCerts::Optional => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         ClientCerts::Required => vec![b"h2".to_vec()],
@@ -250,7 +289,7 @@ mod tests {
                 Duration::from_secs(3600),
             )
             .unwrap();
-        let server = server_config(ca.cert_pem(), &cert, &key).unwrap();
+        let server = server_config(ca.cert_pem(), ServingCert::new(&cert, &key).unwrap()).unwrap();
         Pki { ca, server }
     }
 

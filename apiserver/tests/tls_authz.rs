@@ -29,10 +29,16 @@ fn client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
 }
 
 async fn start() -> Cluster {
+    start_with(swarm_pki::DEFAULT_CERT_VALIDITY).await
+}
+
+/// `start`, the apiserver issuing certificates valid for `cert_validity`.
+async fn start_with(cert_validity: Duration) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let opts = ServerOptions {
         data_dir: dir.path().to_path_buf(),
         tls: true,
+        cert_validity,
         ..ServerOptions::loopback_with_dispatcher()
     };
     let server = Server::bind(opts).await.unwrap();
@@ -439,5 +445,94 @@ async fn join_tokens_are_shown_and_rotated_to_admins_only() {
     )
     .await;
     assert_eq!(code, 400, "{body}");
+    c.server.shutdown().await.unwrap();
+}
+
+/// The certificate a TLS server at `addr` presents to a new connection that trusts only the
+/// cluster CA (with `identity` as the client certificate, for the dispatcher).
+async fn presented_cert(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// The end of a DER certificate's validity.
+fn not_after(der: &[u8]) -> std::time::SystemTime {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    std::time::UNIX_EPOCH + Duration::from_secs(cert.validity().not_after.timestamp() as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serving_certificate_is_renewed_without_a_restart() {
+    // Certificates that last 6 s: the apiserver renews its own at 3–4.8 s.
+    let c = start_with(Duration::from_secs(6)).await;
+    let addr = c.server.addr;
+    let (node, cert, key) = join_as(&c, &c.tokens.0.to_string(), "node-r")
+        .await
+        .unwrap();
+    assert_eq!(node, "node-r");
+    let first = presented_cert(addr, &c.ca_pem, None).await;
+    let dispatched = presented_cert(
+        c.server.dispatcher_addr.unwrap(),
+        &c.ca_pem,
+        Some((&cert, &key)),
+    )
+    .await;
+    assert_eq!(
+        dispatched, first,
+        "one certificate for the REST API and the dispatcher"
+    );
+
+    // Wait (well past) until the first certificate has expired; new connections still
+    // handshake (trusting only the CA, so each certificate presented is valid), and are
+    // shown a different certificate than the first.
+    let expired_at = not_after(&first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::SystemTime::now() <= expired_at + Duration::from_secs(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first certificate never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let now_served = presented_cert(addr, &c.ca_pem, None).await;
+    assert_ne!(now_served, first, "the serving certificate was not renewed");
+    assert!(not_after(&now_served) > std::time::SystemTime::now());
+    // A client that connected before the renewals works, and so does a new one.
+    let (code, _) = send(c.admin.get(format!("{}/v1/services", c.url))).await;
+    assert_eq!(code, 200);
+    let (admin_crt, admin_key) = c.pki.write_admin_credentials(c._dir.path()).unwrap();
+    let fresh = client(&c.ca_pem, Some((&read(&admin_crt), &read(&admin_key))));
+    let (code, _) = send(fresh.get(format!("{}/v1/services", c.url))).await;
+    assert_eq!(code, 200);
     c.server.shutdown().await.unwrap();
 }

@@ -83,6 +83,11 @@ enum Command {
         after_help = "Examples:\n  swarm join-token worker\n  swarm join-token -q manager\n  swarm join-token --rotate worker"
     )]
     JoinToken(cmd::join::JoinTokenArgs),
+    /// Issue credentials for a component that runs in its own process (admins).
+    #[command(
+        after_help = "Examples:\n  swarm credentials controller replication -o replication.conf\n  swarm credentials controller all -o controllers.conf"
+    )]
+    Credentials(cmd::credentials::CredentialsArgs),
     /// Manage services (docker's `service` commands).
     Service(cmd::service::ServiceArgs),
     /// Manage nodes (docker's `node` commands).
@@ -129,6 +134,7 @@ fn main() -> ExitCode {
         Command::Init(args) => output::report(cmd::init::run(args)),
         Command::Join(args) => output::report(cmd::join::run(args)),
         Command::JoinToken(args) => output::report(cmd::join::run_token(args)),
+        Command::Credentials(args) => output::report(cmd::credentials::run(args)),
         Command::Service(args) => output::report(cmd::service::run(args)),
         Command::Node(args) => output::report(cmd::node::run(args)),
         Command::Network(args) => output::report(cmd::network::run(args)),

@@ -5,6 +5,7 @@
 //! and an untyped form over a `Kind` and `serde_json::Value` (`get_any(Kind::Service, "web")`)
 //! for tools that handle every kind alike, such as the CLI.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response};
@@ -27,10 +28,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page size of `list_all`, as client-go and kube-rs use.
 const PAGE_SIZE: u32 = 500;
 
-/// A connection to one apiserver. Cheap to clone (the connection pool is shared).
+/// A connection to one apiserver. Cheap to clone (the connection pool is shared, and so is
+/// a [`Client::reload`] of its credentials).
 #[derive(Clone, Debug)]
 pub struct Client {
-    http: reqwest::Client,
+    http: Arc<RwLock<reqwest::Client>>,
     base: String,
 }
 
@@ -43,6 +45,25 @@ impl Client {
     /// A client for the current context of a credentials file, with its CA and client
     /// certificate when it names them.
     pub fn from_config(config: &ClientConfig) -> Result<Self, ClientError> {
+        let (server, builder) = Self::builder_for(config)?;
+        Self::with_builder(&server, builder)
+    }
+
+    /// Switches this client and its clones to the credentials `config` names now (e.g. a
+    /// renewed certificate); requests already sent finish with the old ones.
+    pub fn reload(&self, config: &ClientConfig) -> Result<(), ClientError> {
+        let (_, builder) = Self::builder_for(config)?;
+        let fresh = Self::http(builder)?;
+        match self.http.write() {
+            Ok(mut h) => *h = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    /// The server URL and the HTTP client builder (CA, client certificate) of `config`'s
+    /// current context.
+    fn builder_for(config: &ClientConfig) -> Result<(String, reqwest::ClientBuilder), ClientError> {
         let ctx = config.current().ok_or_else(|| {
             ClientError::Config(format!(
                 "current context {:?} is not among the contexts",
@@ -79,7 +100,14 @@ impl Client {
                 ));
             }
         }
-        Self::with_builder(&ctx.server, builder)
+        Ok((ctx.server.clone(), builder))
+    }
+
+    fn http(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, ClientError> {
+        builder
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot set up HTTP: {e}")))
     }
 
     fn with_builder(base_url: &str, builder: reqwest::ClientBuilder) -> Result<Self, ClientError> {
@@ -91,11 +119,10 @@ impl Client {
                 "invalid server URL {base_url:?}: the scheme must be http or https"
             )));
         }
-        let http = builder
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| ClientError::Config(format!("cannot set up HTTP: {e}")))?;
-        Ok(Client { http, base })
+        Ok(Client {
+            http: Arc::new(RwLock::new(Self::http(builder)?)),
+            base,
+        })
     }
 
     /// The apiserver's base URL, without a trailing slash.
@@ -307,6 +334,25 @@ impl Client {
         Ok(rotated.token)
     }
 
+    /// Has the cluster CA sign `csr_pem` for `identity` (`controller:<name>`; admins only).
+    /// Returns (certificate PEM, CA certificate PEM).
+    pub async fn issue_certificate(
+        &self,
+        identity: &str,
+        csr_pem: &str,
+    ) -> Result<(String, String), ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Issued {
+            certificate: String,
+            ca: String,
+        }
+        let body = serde_json::json!({ "identity": identity, "csr": csr_pem });
+        let issued: Issued = self
+            .send_json(Method::POST, "/v1/certificates", &body)
+            .await?;
+        Ok((issued.certificate, issued.ca))
+    }
+
     // ---- logs ----------------------------------------------------------------------------
 
     /// Streams the container logs of a service (`Kind::Service`) or of one task (`Kind::Task`)
@@ -331,7 +377,11 @@ impl Client {
     // ---- plumbing ------------------------------------------------------------------------
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, self.url(path))
+        let http = match self.http.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        http.request(method, self.url(path))
     }
 
     async fn get_as<O: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<O, ClientError> {

@@ -10,12 +10,14 @@
 //!    (so a fleet that joined together does not renew together), authenticated by the
 //!    current certificate.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use swarm_pki::{Identity, JoinToken, NodeKey, Role, ca_digest_of_pem};
 
+use crate::Client;
 use crate::config::{ClientConfig, Context};
 
 #[derive(Debug, thiserror::Error)]
@@ -166,33 +168,94 @@ pub async fn join(server: &str, token: &str, hostname: &str) -> Result<NodeCrede
     })
 }
 
-fn der_of(cert_pem: &str) -> Result<Vec<u8>, JoinError> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(pki_err)?;
-    Ok(pem.contents)
-}
-
 fn identity_of(cert_pem: &str) -> Result<Identity, JoinError> {
-    Identity::from_cert_der(&der_of(cert_pem)?).map_err(pki_err)
+    Identity::from_cert_pem(cert_pem).map_err(pki_err)
 }
 
-/// The certificate's validity, as (not before, not after).
-pub fn validity(cert_pem: &str) -> Result<(SystemTime, SystemTime), JoinError> {
-    let der = der_of(cert_pem)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(pki_err)?;
-    let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
-    Ok((
-        at(cert.validity().not_before.timestamp()),
-        at(cert.validity().not_after.timestamp()),
-    ))
+pub use swarm_pki::{renewal_time, validity};
+
+/// Keeps the client certificate of `config`'s current context renewed until `stop` resolves:
+/// at a random point between 50 % and 80 % of its life, a new key and certificate from
+/// `/v1/renew` (authenticated by the current one) are written over the files the context
+/// names, and `client` — with its clones — switches to them. For controllers, in
+/// `swarm server` or in their own process; a failed renewal is retried.
+pub async fn keep_renewed(client: Client, config: ClientConfig, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let Some(ctx) = config.current().cloned() else {
+        return;
+    };
+    let (Some(ca), Some(cert), Some(key)) = (
+        ctx.certificate_authority.clone(),
+        ctx.client_certificate.clone(),
+        ctx.client_key.clone(),
+    ) else {
+        return; // no client certificate: nothing to renew
+    };
+    loop {
+        let current = match load_files(&ca, &cert, &key) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the client certificate; not renewing it");
+                return;
+            }
+        };
+        let (wait, retry) = match (
+            swarm_pki::until_renewal(&current.cert_pem),
+            validity(&current.cert_pem),
+        ) {
+            (Ok(wait), Ok((start, end))) => (
+                wait,
+                end.duration_since(start)
+                    .unwrap_or_default()
+                    .div_f64(10.0)
+                    .min(RENEWAL_RETRY),
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot read the client certificate; not renewing it");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let renewed = async {
+            let fresh = current.renew(&ctx.server).await?;
+            write_file(&key, &fresh.key_pem, true)?;
+            write_file(&cert, &fresh.cert_pem, false)?;
+            client.reload(&config).map_err(pki_err)
+        };
+        match renewed.await {
+            Ok(()) => tracing::info!(identity = %current.identity, "client certificate renewed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "client certificate renewal failed; retrying");
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(retry) => {}
+                }
+            }
+        }
+    }
 }
 
-/// When to renew: a point between 50 % and 80 % of the certificate's life, `fraction` in
-/// [0, 1) choosing where (pass a random number).
-pub fn renewal_time(cert_pem: &str, fraction: f64) -> Result<SystemTime, JoinError> {
-    let (start, end) = validity(cert_pem)?;
-    let life = end.duration_since(start).unwrap_or_default();
-    let share = 0.5 + 0.3 * fraction.clamp(0.0, 1.0);
-    Ok(start + life.mul_f64(share))
+/// How long after a failed renewal it is tried again (at most).
+const RENEWAL_RETRY: Duration = Duration::from_secs(60);
+
+fn load_files(ca: &Path, cert: &Path, key: &Path) -> Result<NodeCredentials, JoinError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| JoinError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let cert_pem = read(cert)?;
+    Ok(NodeCredentials {
+        identity: identity_of(&cert_pem)?,
+        key_pem: read(key)?,
+        cert_pem,
+        ca_pem: read(ca)?,
+    })
 }
 
 impl NodeCredentials {
@@ -228,21 +291,11 @@ impl NodeCredentials {
 
     /// Loads what `save` wrote.
     pub fn load(dir: &Path) -> Result<NodeCredentials, JoinError> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|source| JoinError::Io {
-                action: "read",
-                path,
-                source,
-            })
-        };
-        let cert_pem = read(CERT_FILE)?;
-        Ok(NodeCredentials {
-            identity: identity_of(&cert_pem)?,
-            key_pem: read(KEY_FILE)?,
-            cert_pem,
-            ca_pem: read(CA_FILE)?,
-        })
+        load_files(
+            &dir.join(CA_FILE),
+            &dir.join(CERT_FILE),
+            &dir.join(KEY_FILE),
+        )
     }
 
     /// A credentials file context for `server` using the files `save` wrote in `dir`.
@@ -262,9 +315,20 @@ impl NodeCredentials {
 }
 
 fn write(dir: &Path, name: &str, content: &str, private: bool) -> Result<(), JoinError> {
+    write_file(&dir.join(name), content, private)
+}
+
+/// Writes `content` to `path` atomically (a temporary file renamed); `private` files get
+/// mode 0600.
+fn write_file(path: &Path, content: &str, private: bool) -> Result<(), JoinError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join(name);
+    let path = path.to_path_buf();
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let io = |action, source| JoinError::Io {
         action,

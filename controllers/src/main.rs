@@ -1,6 +1,8 @@
 //! `swarm-controller NAME`: runs one controller (or `all`) against an apiserver, under leader
-//! election, until Ctrl-C.
+//! election, until Ctrl-C. Against a TLS apiserver it needs a controller's credentials
+//! (`swarm credentials controller NAME -o FILE`, then `--config FILE`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,8 +53,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| e.to_string())
 }
 
-fn client(args: &Args) -> anyhow::Result<Client> {
-    let cfg = if let Some(url) = &args.server {
+/// The credentials to use: `--server`, else `--config`, else `~/.swarm/config`, else the
+/// default address.
+fn config(args: &Args) -> anyhow::Result<ClientConfig> {
+    Ok(if let Some(url) = &args.server {
         ClientConfig::single(url)
     } else if let Some(path) = &args.config {
         ClientConfig::load(path).context("check --config or SWARM_CONFIG")?
@@ -61,8 +65,32 @@ fn client(args: &Args) -> anyhow::Result<Client> {
             Some(p) => ClientConfig::load(&p)?,
             None => ClientConfig::single(DEFAULT_SERVER),
         }
-    };
-    Ok(Client::from_config(&cfg)?)
+    })
+}
+
+/// The client of the current context, and one per controller that has a context named after
+/// it (`swarm credentials controller all` writes one per controller, each with that
+/// controller's certificate); each with the config it was made from.
+type Clients = (
+    (Client, ClientConfig),
+    HashMap<String, (Client, ClientConfig)>,
+);
+
+fn clients(cfg: &ClientConfig) -> anyhow::Result<Clients> {
+    let current = (Client::from_config(cfg)?, cfg.clone());
+    let mut own = HashMap::new();
+    for ctx in cfg
+        .contexts
+        .iter()
+        .filter(|c| swarm_controllers::NAMES.contains(&c.name.as_str()))
+    {
+        let mut cfg = cfg.clone();
+        cfg.current_context = ctx.name.clone();
+        let client = Client::from_config(&cfg)
+            .with_context(|| format!("context {} of the credentials file", ctx.name))?;
+        own.insert(ctx.name.clone(), (client, cfg));
+    }
+    Ok((current, own))
 }
 
 fn main() -> ExitCode {
@@ -83,7 +111,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let client = client(&args)?;
+    let (current, own) = clients(&config(&args)?)?;
     let mut opts = Options {
         lease_duration: args.lease_duration,
         heartbeat_period: args.heartbeat_period,
@@ -115,7 +143,19 @@ fn run(args: Args) -> anyhow::Result<()> {
                 shutdown.clone(),
             ));
         }
-        swarm_controllers::run(&args.name, client, opts, shutdown)
+        // Each certificate is renewed at 50–80 % of its life (none over plain HTTP).
+        for (client, cfg) in own.values().chain([&current]) {
+            tokio::spawn(swarm_client::join::keep_renewed(
+                client.clone(),
+                cfg.clone(),
+                shutdown.clone().cancelled_owned(),
+            ));
+        }
+        let client_for = |name: &str| match own.get(name) {
+            Some((client, _)) => client.clone(),
+            None => current.0.clone(),
+        };
+        swarm_controllers::run_with(&args.name, &client_for, opts, shutdown)
             .await
             .map_err(anyhow::Error::from)
     })?;

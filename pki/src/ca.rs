@@ -22,6 +22,8 @@ pub enum CaError {
     Rcgen(#[from] rcgen::Error),
     #[error("not a PEM certificate: {0}")]
     Pem(String),
+    #[error("the system's random number generator failed")]
+    Random,
 }
 
 /// The CA certificate and its private key.
@@ -40,7 +42,7 @@ fn sha256(der: &[u8]) -> [u8; 32] {
     out
 }
 
-fn pem_to_der(pem: &str) -> Result<Vec<u8>, CaError> {
+pub(crate) fn pem_to_der(pem: &str) -> Result<Vec<u8>, CaError> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map_err(|e| CaError::Pem(e.to_string()))?;
     Ok(p.contents)
@@ -53,10 +55,12 @@ pub fn ca_digest_of_pem(pem: &str) -> Result<[u8; 32], CaError> {
 
 fn validity(params: &mut CertificateParams, valid_for: Duration) {
     let now = OffsetDateTime::now_utc();
-    // An hour of slack for clocks that disagree a little.
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after =
-        now + time::Duration::seconds(valid_for.as_secs().min(i64::MAX as u64) as i64);
+    // Slack for clocks that disagree a little: an hour, or a tenth of a short life (a
+    // certificate made to last seconds, in tests, would otherwise be mostly in the past and
+    // due for renewal at once).
+    let valid_secs = valid_for.as_secs().min(i64::MAX as u64 / 2) as i64;
+    params.not_before = now - time::Duration::seconds((valid_secs / 10).min(3600));
+    params.not_after = now + time::Duration::seconds(valid_secs);
 }
 
 fn subject(identity: &Identity) -> DistinguishedName {

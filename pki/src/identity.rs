@@ -100,6 +100,15 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Reads the identity from a PEM certificate (the first one in `pem`).
+    pub fn from_cert_pem(pem: &str) -> Result<Self, IdentityError> {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| IdentityError::Parse(e.to_string()))?;
+        Self::from_cert_der(&p.contents)
+    }
+}
+
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.id, self.role)

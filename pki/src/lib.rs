@@ -9,10 +9,12 @@
 
 mod ca;
 mod identity;
+mod renewal;
 mod token;
 
 pub use ca::{CaError, ClusterCa, NodeKey, ca_digest_of_pem};
 pub use identity::{Identity, IdentityError, Role};
+pub use renewal::{renewal_time, until_renewal, validity};
 pub use token::{JoinToken, TokenError};
 
 /// How long a node certificate is valid unless configured otherwise (Swarm's default).

@@ -233,3 +233,223 @@ fn swarm_init_makes_the_swarm_that_swarm_server_runs() {
     let after = std::fs::read_to_string(data.join("pki/cluster-id")).unwrap();
     assert_eq!(after, cluster);
 }
+
+/// `swarm credentials controller all` and `swarm-controller --config FILE all`: controllers in
+/// their own process, each under its own certificate, do their job against a TLS server that
+/// runs none; with a controller's certificate, kinds not its own and issuing certificates are
+/// refused.
+#[test]
+fn an_out_of_process_controller_works_under_its_own_certificate() {
+    use std::os::unix::fs::PermissionsExt;
+    use swarm_api::{Service, ServiceMode, ServiceSpec, StatusReason, Task};
+
+    let server = Server::start_api_only().unwrap();
+    let conf = server.dir().join("ctl/controllers.conf");
+    let issued = server
+        .swarm(&[
+            "credentials",
+            "controller",
+            "all",
+            "-o",
+            conf.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(
+        issued
+            .stdout
+            .contains(&format!("swarm-controller --config {} all", conf.display())),
+        "{issued:#?}"
+    );
+    let file = ClientConfig::load(&conf).unwrap();
+    let names: Vec<&str> = file.contexts.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["replication", "ipam", "placement", "update", "nodes", "gc"]
+    );
+    let key = file.contexts[0].client_key.clone().unwrap();
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+
+    let log_path = server.dir().join("controller.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _controller = KillOnDrop(
+        std::process::Command::new(swarm_tests::bin_dir().join("swarm-controller"))
+            .arg("--config")
+            .arg(&conf)
+            .args(["all", "--lease-duration", "5s"])
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let controller_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin =
+        swarm_client::Client::from_config(&ClientConfig::load(&server.config).unwrap()).unwrap();
+    let mut spec = ServiceSpec {
+        mode: ServiceMode::Replicated { replicas: 2 },
+        ..ServiceSpec::default()
+    };
+    spec.task_template.container.image = "swarm-examples/hello:1".into();
+    rt.block_on(admin.create(&Service::new("web", spec.clone())))
+        .unwrap();
+    // replication (its certificate) creates the tasks; ipam (its own) the ingress network.
+    eventually("the controller to create the tasks", || {
+        let tasks = rt
+            .block_on(admin.list::<Task>(&swarm_client::ListParams::default()))
+            .ok()?;
+        let mut names: Vec<String> = tasks.items.into_iter().map(|t| t.metadata.name).collect();
+        names.sort();
+        (names == ["web.1.1", "web.2.1"]).then_some(())
+    });
+    eventually("ipam to create the ingress network", || {
+        server
+            .swarm(&["get", "networks", "ingress"])
+            .success()
+            .then_some(())
+    });
+    assert!(
+        !controller_log().contains("may not"),
+        "an authorization refusal:\n{}",
+        controller_log()
+    );
+
+    // With replication's certificate: reading is fine, creating a service is not its part.
+    let mut as_replication = file.clone();
+    as_replication.current_context = "replication".into();
+    let replication = swarm_client::Client::from_config(&as_replication).unwrap();
+    rt.block_on(replication.get::<Service>("web")).unwrap();
+    let refused = rt
+        .block_on(replication.create(&Service::new("sneaky", spec)))
+        .unwrap_err();
+    assert_eq!(
+        refused.status().map(|s| s.reason),
+        Some(StatusReason::Forbidden),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("controller replication may not create services"),
+        "{refused}"
+    );
+    // Nor may a controller have certificates issued.
+    let out = swarm_command(server.dir())
+        .env("SWARM_CONFIG", &conf)
+        .args(["credentials", "controller", "gc", "-o"])
+        .arg(server.dir().join("stolen.conf"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("may not have certificates issued: only admins may"),
+        "{stderr}"
+    );
+    // An unknown controller name is refused with the known ones.
+    let unknown = server.swarm(&[
+        "credentials",
+        "controller",
+        "root",
+        "-o",
+        server.dir().join("root.conf").to_str().unwrap(),
+    ]);
+    assert!(!unknown.success());
+    assert!(
+        unknown.stderr.contains("unknown controller \"root\""),
+        "{unknown:#?}"
+    );
+}
+
+/// A child process killed when the test ends, passing or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `swarm server` with certificates that last 8 s: the apiserver's serving certificate, the
+/// in-process controllers' and the local agent's client certificates are all renewed without
+/// a restart, so after the first ones expired the cluster still converges a service.
+#[test]
+fn certificates_are_renewed_without_a_restart() {
+    use std::path::PathBuf;
+    let server = Server::start_with(&["--agent", "sim", "--cert-validity", "8s"]).unwrap();
+    let data = server.config.parent().unwrap().to_path_buf();
+    let read = |p: &PathBuf| std::fs::read_to_string(p).ok();
+    let node_crt = eventually("the local agent to join", || {
+        find_file(&data.join("agent"), "node.crt")
+    });
+    let mut files: Vec<PathBuf> = vec![data.join("pki/apiserver.crt"), node_crt];
+    for name in ["replication", "ipam", "placement", "update", "nodes", "gc"] {
+        files.push(data.join(format!("pki/controllers/{name}.crt")));
+    }
+    let first: Vec<String> = files
+        .iter()
+        .map(|f| eventually("the certificates to be written", || read(f)))
+        .collect();
+    let expiry = first
+        .iter()
+        .map(|pem| swarm_client::join::validity(pem).unwrap().1)
+        .max()
+        .unwrap();
+    // Every certificate replaced on disk (and in use), and every first one expired.
+    eventually(
+        "every certificate to be renewed after the first ones expired",
+        || {
+            let all_new = files
+                .iter()
+                .zip(&first)
+                .all(|(f, old)| read(f).is_some_and(|now| &now != old));
+            (all_new && std::time::SystemTime::now() > expiry + Duration::from_secs(1))
+                .then_some(())
+        },
+    );
+    for f in &files {
+        let (_, not_after) = swarm_client::join::validity(&read(f).unwrap()).unwrap();
+        assert!(
+            not_after > std::time::SystemTime::now(),
+            "{} holds an expired certificate",
+            f.display()
+        );
+    }
+    let created = server.swarm(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--timeout",
+        "60s",
+        "swarm-examples/hello:1",
+    ]);
+    assert!(created.success(), "{created:#?}\n{}", server.log());
+    let ps = server.swarm(&["service", "ps", "web", "--format", "{{.CurrentState}}"]);
+    let running = ps
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Running"))
+        .count();
+    assert_eq!(running, 2, "{ps:#?}");
+}
+
+/// The first file named `name` under `dir`, searched depth first.
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
+}

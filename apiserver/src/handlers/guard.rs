@@ -135,6 +135,15 @@ async fn check(
     let (plural, name, status) = match segments.as_slice() {
         // Checked per operation by the transaction handler.
         ["v1", "transactions"] | ["v1", "join" | "ca" | "renew"] => return Ok(()),
+        ["v1", "certificates"] => {
+            return if who.role == Role::Admin {
+                Ok(())
+            } else {
+                Err(forbidden(format!(
+                    "{who} may not have certificates issued: only admins may"
+                )))
+            };
+        }
         ["v1", "join-tokens", ..] => {
             return if matches!(who.role, Role::Admin | Role::Manager) {
                 Ok(())

@@ -22,7 +22,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use swarm_api::{AnyObject, Node, StatusCause, StatusReason};
-use swarm_pki::{DEFAULT_CERT_VALIDITY, Identity, JoinToken, Role};
+use swarm_pki::{Identity, JoinToken, Role};
 
 use super::{AppState, JsonBody};
 use crate::errors::{ApiError, ApiResult};
@@ -36,7 +36,7 @@ struct JoinRequest {
     hostname: String,
 }
 
-fn invalid(field: &str, message: String) -> ApiError {
+pub(super) fn invalid(field: &str, message: String) -> ApiError {
     ApiError(Box::new(swarm_api::Status::invalid(
         "JoinRequest",
         "",
@@ -73,7 +73,7 @@ pub async fn join(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiRe
     let identity = Identity::new(&node_id, role, pki.ca.cluster_id());
     let certificate = pki
         .ca
-        .sign_csr(&req.csr, &identity, &[], DEFAULT_CERT_VALIDITY)
+        .sign_csr(&req.csr, &identity, &[], pki.validity())
         .map_err(|e| {
             invalid(
                 "csr",
@@ -188,7 +188,7 @@ pub async fn renew(
         .map_err(|e| ApiError::bad_request(format!("invalid renew request: {e}")))?;
     let certificate = pki
         .ca
-        .sign_csr(&req.csr, &who, &[], DEFAULT_CERT_VALIDITY)
+        .sign_csr(&req.csr, &who, &[], pki.validity())
         .map_err(|e| {
             invalid(
                 "csr",

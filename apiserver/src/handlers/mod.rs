@@ -5,6 +5,7 @@
 //! (axum's own rejections are plain text, which kube-style clients cannot parse).
 
 pub mod apply;
+pub mod certificates;
 pub mod guard;
 pub mod health;
 pub mod join;

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod completion;
 pub mod convert;
+pub mod credentials;
 pub mod data;
 pub mod delete;
 pub mod describe;

@@ -80,6 +80,10 @@ pub struct ServerArgs {
     /// only; anyone who reaches the ports can do anything.
     #[arg(long)]
     pub no_tls: bool,
+    /// How long the certificates this manager issues last (its own, its controllers', the
+    /// nodes'); each is renewed at 50–80 % of it. For tests of renewal.
+    #[arg(long, hide = true, value_name = "DURATION", value_parser = crate::cmd::service::parse::duration)]
+    pub cert_validity: Option<swarm_api::Duration>,
 }
 
 /// The dispatcher's port when `--dispatcher-listen` is not given.
@@ -208,6 +212,10 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<Server> {
         // idle kind shows only by a bookmark: each second keeps events about a second late
         // at most (one short line per watch per second).
         bookmark_interval: std::time::Duration::from_secs(1),
+        cert_validity: args
+            .cert_validity
+            .map(|d| d.as_std())
+            .unwrap_or(swarm_pki::DEFAULT_CERT_VALIDITY),
         ..ServerOptions::default()
     };
     std::fs::create_dir_all(&args.data_dir)
@@ -254,9 +262,11 @@ pub fn admin_config(data_dir: &std::path::Path, server: &Server) -> anyhow::Resu
 }
 
 /// One client per controller, each with its own controller certificate over TLS (written
-/// under `DIR/pki/controllers/`), so the apiserver lets each write only its kinds.
+/// under `DIR/pki/controllers/`), so the apiserver lets each write only its kinds. Each
+/// certificate is renewed at 50–80 % of its life until `stop`.
 pub fn controller_clients(
     server: &Server,
+    stop: &CancellationToken,
 ) -> anyhow::Result<std::collections::HashMap<String, swarm_client::Client>> {
     let url = local_url(server);
     let mut clients = std::collections::HashMap::new();
@@ -273,10 +283,15 @@ pub fn controller_clients(
             }
             None => ClientConfig::single(url.clone()),
         };
-        clients.insert(
-            name.to_string(),
-            swarm_client::Client::from_config(&config)?,
-        );
+        let client = swarm_client::Client::from_config(&config)?;
+        if server.pki().is_some() {
+            tokio::spawn(swarm_client::join::keep_renewed(
+                client.clone(),
+                config,
+                stop.clone().cancelled_owned(),
+            ));
+        }
+        clients.insert(name.to_string(), client);
     }
     Ok(clients)
 }
@@ -301,7 +316,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 ..swarm_controllers::Options::default()
             };
             Some(start_controllers(
-                controller_clients(&server)?,
+                controller_clients(&server, &stop)?,
                 opts,
                 stop.clone(),
             ))
@@ -380,6 +395,7 @@ mod tests {
             node_name: None,
             dispatcher_listen: Some("127.0.0.1:0".parse().unwrap()),
             advertise_addr: vec![],
+            cert_validity: None,
             no_tls: false,
             heartbeat_period: swarm_api::Duration::from_secs(5),
             default_addr_pool: swarm_controllers::ipam::subnet::DEFAULT_POOL,
@@ -491,8 +507,11 @@ mod controller_tests {
             identity: "test".into(),
             ..swarm_controllers::Options::default()
         };
-        let controllers =
-            start_controllers(controller_clients(&server).unwrap(), opts, stop.clone());
+        let controllers = start_controllers(
+            controller_clients(&server, &stop).unwrap(),
+            opts,
+            stop.clone(),
+        );
         let running = server.spawn();
         let mut spec = ServiceSpec {
             mode: ServiceMode::Replicated { replicas: 2 },
