@@ -89,16 +89,34 @@ enum Command {
     )]
     Credentials(cmd::credentials::CredentialsArgs),
     /// Manage services (docker's `service` commands).
+    #[command(
+        after_help = "Examples:\n  swarm service create --name web --replicas 3 -p 8080:80 nginx:1.27\n  swarm service ls\n  swarm service update --image nginx:1.28 web"
+    )]
     Service(cmd::service::ServiceArgs),
     /// Manage nodes (docker's `node` commands).
+    #[command(
+        after_help = "Examples:\n  swarm node ls\n  swarm node update --availability drain node-2\n  swarm node promote node-2"
+    )]
     Node(cmd::node::NodeArgs),
     /// Manage networks (docker's `network` commands).
+    #[command(
+        after_help = "Examples:\n  swarm network create -d overlay --attachable front\n  swarm network ls"
+    )]
     Network(cmd::network::NetworkArgs),
     /// Manage secrets (docker's `secret` commands).
+    #[command(
+        after_help = "Examples:\n  printf s3cret | swarm secret create db_password -\n  swarm secret ls"
+    )]
     Secret(cmd::data::DataArgs),
     /// Manage configs (docker's `config` commands).
+    #[command(
+        after_help = "Examples:\n  swarm config create nginx_conf ./nginx.conf\n  swarm config inspect --pretty nginx_conf"
+    )]
     Config(cmd::data::DataArgs),
     /// Manage stacks (docker's `stack` commands).
+    #[command(
+        after_help = "Examples:\n  swarm stack deploy -c voting.yml voting\n  swarm stack ps voting\n  swarm stack rm voting"
+    )]
     Stack(cmd::stack::StackArgs),
     /// Wait for a condition on an object (kubectl's `wait`).
     Wait(cmd::wait::WaitCmdArgs),
@@ -107,6 +125,9 @@ enum Command {
     /// Fetch the logs of a task (or a service), as `service logs` does.
     Logs(cmd::logs::LogsArgs),
     /// Roll-out status, history and undo of services (kubectl's `rollout`).
+    #[command(
+        after_help = "Examples:\n  swarm rollout status service/web\n  swarm rollout undo --to-revision 2 service/web"
+    )]
     Rollout(cmd::rollout::RolloutArgs),
     /// Print a shell completion script.
     Completion(cmd::completion::CompletionArgs),
@@ -162,16 +183,15 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 
-    /// `--help` of every command that runs something shows at least one example.
+    /// `--help` of every command, and of every group of commands, shows at least one example.
     #[test]
     fn every_command_has_an_example() {
         fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
             let path = format!("{path} {}", cmd.get_name());
-            if cmd.has_subcommands() {
-                for sub in cmd.get_subcommands() {
-                    walk(sub, &path, missing);
-                }
-            } else if !cmd
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+            if !cmd
                 .get_after_help()
                 .is_some_and(|h| h.to_string().contains("Example"))
             {
