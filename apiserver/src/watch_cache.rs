@@ -10,8 +10,11 @@
 //!   - `window`: a ring buffer of the most recent events, so a client resuming from a recent
 //!     `resourceVersion` is served from memory;
 //! * pushes each event to every registered watcher's **bounded** channel with `try_send`.
-//!   A watcher whose channel is full is cut off — it gets an `ERROR` event telling it to
-//!   resume — and the cache moves on: one slow client never slows the others or the cache;
+//!   A watcher whose backlog is full is cut off — it gets an `ERROR` event telling it to
+//!   resume — and the cache moves on: one slow client never slows the others or the cache.
+//!   The backlog allowed scales with the kind (see `Backlog`): a controller watching 100,000
+//!   tasks may fall 100,000 events behind during a rollout, since cutting it off would make
+//!   it re-list that many objects anyway; bytes stay bounded whatever the objects' size;
 //! * on losing its store watch, re-watches from the last revision it saw; if that revision was
 //!   compacted meanwhile, it re-lists and ends every client watch with `410 Expired` (clients
 //!   re-list), as kube does.
@@ -40,7 +43,7 @@
 //! handed to this channel".
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -178,7 +181,8 @@ pub fn error_line(status: &Status) -> Bytes {
 pub struct CacheOptions {
     /// Events kept per kind for resuming watches from memory.
     pub window: usize,
-    /// Events buffered per watcher before it is cut off as too slow.
+    /// Events a watcher may always fall behind before it is cut off as too slow; a kind
+    /// with more objects allows as many events as it has objects (see `Backlog`).
     pub watcher_buffer: usize,
     /// Pause before re-watching after a store watch failed.
     pub retry_delay: Duration,
@@ -237,6 +241,48 @@ struct WatcherSlot {
     after: Revision,
     filter: Arc<ListQuery>,
     closed: Arc<CloseReason>,
+    /// Bytes of the events in `tx` not yet received.
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+/// How far behind a watcher may fall before it is cut off: `watcher_buffer` events, or as
+/// many as the kind has objects if that is more (a cut-off watcher re-lists, or resumes
+/// from the store, which costs about that much: keeping it costs no more), and never more
+/// than `watcher_buffer × BYTES_PER_EVENT` bytes of events (large objects, a huge kind).
+/// Queued events are shared (`Arc`) with the window and the other watchers, so the memory a
+/// backlog holds is at most the events since the slowest watcher's position.
+struct Backlog {
+    events: usize,
+    bytes: usize,
+}
+
+/// The average event size the byte budget allows per `watcher_buffer` event.
+const BYTES_PER_EVENT: usize = 256 * 1024;
+
+/// The capacity of a watcher's channel: a ceiling only, since `Backlog` cuts watchers off
+/// first (a tokio channel allocates as it fills, not up front).
+const CHANNEL_CEILING: usize = 1 << 22;
+
+impl Backlog {
+    fn of(opts: &CacheOptions, objects: usize) -> Backlog {
+        let min = opts.watcher_buffer.max(1);
+        Backlog {
+            events: min.max(objects).min(CHANNEL_CEILING),
+            bytes: min.saturating_mul(BYTES_PER_EVENT),
+        }
+    }
+
+    /// Why a watcher with `queued` events of `queued_bytes` bytes cannot take one more of
+    /// `size` bytes, if it cannot. A watcher that has caught up takes any one event.
+    fn refuses(&self, queued: usize, queued_bytes: usize, size: usize) -> Option<String> {
+        if queued >= self.events {
+            Some(format!("{queued} events"))
+        } else if queued > 0 && queued_bytes.saturating_add(size) > self.bytes {
+            Some(format!("{queued_bytes} bytes of events"))
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Default)]
@@ -306,7 +352,8 @@ impl Inner {
 /// A registered client watch: initial events (snapshot or replay) then a live channel.
 pub struct Subscription {
     pub initial: Vec<(WatchEventType, Arc<CachedObject>)>,
-    pub rx: mpsc::Receiver<Arc<CachedEvent>>,
+    rx: mpsc::Receiver<Arc<CachedEvent>>,
+    queued_bytes: Arc<AtomicUsize>,
     /// Set when the cache closed the channel on purpose (slow watcher, re-list).
     pub closed: Arc<CloseReason>,
     /// The revision the initial events bring the watcher up to.
@@ -317,6 +364,18 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The next live event; `None` once the cache closed the channel (see `closed`).
+    pub async fn recv(&mut self) -> Option<Arc<CachedEvent>> {
+        let ev = self.rx.recv().await?;
+        self.received(&ev);
+        Some(ev)
+    }
+
+    fn received(&self, ev: &CachedEvent) {
+        self.queued_bytes
+            .fetch_sub(ev.object.json.len(), Ordering::Relaxed);
+    }
+
     /// A revision up to which this watcher has received every event, for a `BOOKMARK`: the
     /// cache's revision, which follows the store's progress reports, so it passes the writes
     /// to other kinds too (a client watching several kinds learns that each has passed `R`).
@@ -454,8 +513,9 @@ impl KindCache {
     pub async fn subscribe(self: &Arc<Self>, after: Option<Revision>, filter: ListQuery) -> Start {
         self.wait_ready().await;
         let filter = Arc::new(filter);
-        let (tx, rx) = mpsc::channel(self.opts.watcher_buffer.max(1));
+        let (tx, rx) = mpsc::channel(CHANNEL_CEILING);
         let closed = Arc::new(CloseReason::default());
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let mut inner = self.lock();
         let (initial, start) = match after {
             None => {
@@ -486,12 +546,14 @@ impl KindCache {
                 after: start,
                 filter: filter.clone(),
                 closed: closed.clone(),
+                queued_bytes: queued_bytes.clone(),
             },
         );
         drop(inner);
         Start::Cached(Subscription {
             initial,
             rx,
+            queued_bytes,
             closed,
             revision: start,
             filter,
@@ -582,25 +644,32 @@ impl KindCache {
                 inner.window_start = old.revision;
             }
         }
-        let cap = self.opts.watcher_buffer;
+        let backlog = Backlog::of(&self.opts, inner.objects.len());
+        let size = event.object.json.len();
         inner.watchers.retain(|_, slot| {
             if event.revision <= slot.after || event.for_filter(&slot.filter).is_none() {
                 return true;
             }
-            match slot.tx.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+            let queued = slot.tx.max_capacity() - slot.tx.capacity();
+            let queued_bytes = slot.queued_bytes.load(Ordering::Relaxed);
+            let behind = backlog.refuses(queued, queued_bytes, size);
+            // Counted before the send, so the receiver never subtracts what was not added.
+            slot.queued_bytes.fetch_add(size, Ordering::Relaxed);
+            let sent = behind.is_none() && slot.tx.try_send(event.clone()).is_ok();
+            if !sent {
+                slot.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                if !slot.tx.is_closed() {
+                    let behind = behind.unwrap_or_else(|| format!("{queued} events"));
                     slot.closed.close(Status::new(
                         StatusReason::Timeout,
                         format!(
-                            "watch cut off: the client fell more than {cap} events behind; \
+                            "watch cut off: the client fell {behind} behind; \
                              resume from the last resourceVersion received"
                         ),
                     ));
-                    false
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
+            sent
         });
     }
 
@@ -888,20 +957,21 @@ mod tests {
         let c = cache.kind(Kind::Network);
         let mut fast = sub(c.subscribe(Some(0), ListQuery::default()).await);
         let mut slow = sub(c.subscribe(Some(0), ListQuery::default()).await);
-        // The fast watcher reads each event as it comes; the slow one reads nothing.
+        // The fast watcher reads each event as it comes; the slow one reads nothing. One
+        // object changing: the backlog allowed is `watcher_buffer` events.
+        let key = Kind::Network.key("n");
         let mut revs = Vec::new();
-        for i in 0..20 {
-            let name = format!("n{i}");
-            store
-                .create(&Kind::Network.key(&name), net(&name, "a"))
-                .await
-                .unwrap();
-            revs.push(fast.rx.recv().await.unwrap().revision);
+        store.create(&key, net("n", "v0")).await.unwrap();
+        revs.push(fast.recv().await.unwrap().revision);
+        for i in 1..20 {
+            let value = net("n", &format!("v{i}"));
+            store.update(&key, value, None).await.unwrap();
+            revs.push(fast.recv().await.unwrap().revision);
         }
         assert_eq!(revs, (1..=20).collect::<Vec<_>>());
-        // The slow watcher gets what fitted in its buffer, then the channel ends with a reason.
+        // The slow watcher gets what fitted in its backlog, then the channel ends with a reason.
         let mut got = 0;
-        while slow.rx.recv().await.is_some() {
+        while slow.recv().await.is_some() {
             got += 1;
         }
         assert_eq!(got, 4);
@@ -911,6 +981,72 @@ mod tests {
         );
         // Waiting for the cut-off after it happened returns at once, with the same reason.
         assert_eq!(slow.closed.wait().await.reason, StatusReason::Timeout);
+    }
+
+    /// A watcher of a kind with many objects may fall as many events behind as there are
+    /// objects (a re-list would cost as much), but no further.
+    #[tokio::test]
+    async fn a_watcher_may_fall_as_far_behind_as_its_kind_has_objects() {
+        let (store, cache) = setup(CacheOptions {
+            watcher_buffer: 4,
+            ..Default::default()
+        })
+        .await;
+        let c = cache.kind(Kind::Network);
+        let mut slow = sub(c.subscribe(Some(0), ListQuery::default()).await);
+        for i in 0..20 {
+            let name = format!("n{i}");
+            store
+                .create(&Kind::Network.key(&name), net(&name, "a"))
+                .await
+                .unwrap();
+        }
+        // One more event than there are objects.
+        let key = Kind::Network.key("n0");
+        store.update(&key, net("n0", "b"), None).await.unwrap();
+        let mut revs = Vec::new();
+        while let Some(ev) = slow.recv().await {
+            revs.push(ev.revision);
+        }
+        assert_eq!(revs, (1..=20).collect::<Vec<_>>());
+        assert_eq!(
+            slow.closed.get().map(|s| s.reason),
+            Some(StatusReason::Timeout)
+        );
+    }
+
+    /// Whatever the count, a watcher's backlog is bounded in bytes: `watcher_buffer` events
+    /// of `BYTES_PER_EVENT` on average.
+    #[tokio::test]
+    async fn a_watcher_is_cut_off_past_its_byte_budget() {
+        let (store, cache) = setup(CacheOptions {
+            watcher_buffer: 2,
+            ..Default::default()
+        })
+        .await;
+        let c = cache.kind(Kind::Network);
+        let mut slow = sub(c.subscribe(Some(0), ListQuery::default()).await);
+        let mut fast = sub(c.subscribe(Some(0), ListQuery::default()).await);
+        // Each event about 100 KiB: the 512 KiB budget holds five, the sixth cuts it off,
+        // although the kind's 10 objects would allow 10 events.
+        let big = "x".repeat(100 * 1024);
+        for i in 0..10 {
+            let name = format!("n{i}");
+            store
+                .create(&Kind::Network.key(&name), net(&name, &big))
+                .await
+                .unwrap();
+            fast.recv().await.unwrap();
+        }
+        let mut got = 0;
+        while slow.recv().await.is_some() {
+            got += 1;
+        }
+        assert_eq!(got, 5);
+        let reason = slow.closed.get().map(|s| s.message.clone()).unwrap();
+        assert!(reason.contains("bytes of events behind"), "{reason}");
+        // The fast watcher, which kept up, is still there.
+        assert_eq!(c.watcher_count(), 1);
     }
 
     #[tokio::test]
@@ -966,9 +1102,9 @@ mod tests {
         store.create(&key, net("n", "b")).await.unwrap(); // not matching: unseen
         store.update(&key, net("n", "a"), None).await.unwrap(); // starts matching: ADDED
         store.update(&key, net("n", "b"), None).await.unwrap(); // stops matching: DELETED
-        let e1 = s.rx.recv().await.unwrap();
+        let e1 = s.recv().await.unwrap();
         assert_eq!(e1.for_filter(&s.filter), Some(WatchEventType::Added));
-        let e2 = s.rx.recv().await.unwrap();
+        let e2 = s.recv().await.unwrap();
         assert_eq!(e2.for_filter(&s.filter), Some(WatchEventType::Deleted));
         assert_eq!(e2.revision, 3);
     }

@@ -269,7 +269,7 @@ impl Hub {
             };
             self.load(kind, &sub.initial, sub.revision, first);
             first = false;
-            while let Some(ev) = sub.rx.recv().await {
+            while let Some(ev) = sub.recv().await {
                 let mut st = self.lock();
                 if kind != Kind::Node {
                     st.routes_dirty = true;

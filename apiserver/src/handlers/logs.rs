@@ -232,7 +232,7 @@ async fn next_task(watch: &mut Option<crate::watch_cache::Subscription>) -> Opti
         return std::future::pending().await;
     };
     loop {
-        let ev = w.rx.recv().await?;
+        let ev = w.recv().await?;
         if ev.kind == crate::store::EventType::Put && w.filter.matches(&ev.object.obj) {
             return Some(ev.object.obj.clone());
         }

@@ -257,7 +257,7 @@ fn bookmark_revision(source: &Source) -> Option<Revision> {
 
 async fn next(source: &mut Source, kind: Kind) -> Step {
     match source {
-        Source::Cache(sub) => match sub.rx.recv().await {
+        Source::Cache(sub) => match sub.recv().await {
             Some(ev) => match ev.for_filter(&sub.filter) {
                 Some(t) => Step::Line(event_line(t, &ev.object.public_json)),
                 None => Step::Skip,
