@@ -30,6 +30,9 @@ pub struct CredentialsArgs {
 pub enum CredentialsCommand {
     /// A credentials file for controller NAME (replication, ipam, placement, update, nodes,
     /// gc, gitops) or `all` (one context per controller, for `swarm-controller all`).
+    #[command(
+        after_help = "Examples:\n  swarm credentials controller replication -o replication.conf\n  swarm credentials controller all -o controllers.conf"
+    )]
     Controller(ControllerArgs),
 }
 
