@@ -8,7 +8,8 @@
 //! * `hub` — one watch per kind on the apiserver's watch cache, indexed by node and fanned out
 //!   to the node's assignment stream;
 //! * `stream` — builds the bounded assignment messages of one session;
-//! * `status` — batched task status reports, one store transaction per batch;
+//! * `status` — task status reports of every node batched together, one store transaction
+//!   per batch;
 //! * `logs` — the log broker: log subscriptions sent to nodes, their lines back to REST readers.
 
 mod hub;
@@ -45,7 +46,8 @@ pub struct DispatcherOptions {
     pub max_changes_per_message: usize,
     /// At most about this many bytes of objects in one assignments message.
     pub max_message_bytes: usize,
-    /// Writes per store transaction (status batches and heartbeat flushes are split).
+    /// Writes per store transaction (status batches and heartbeat flushes are split at it;
+    /// status reports of several nodes are joined up to it).
     pub max_ops_per_txn: usize,
     /// The log broker, shared with the REST API's log endpoints (a handle: clones share it).
     pub logs: logs::LogBroker,

@@ -18,6 +18,7 @@ use super::DispatcherOptions;
 use super::hub::Hub;
 use super::nodes::{self, Heartbeats};
 use super::sessions::{Session, SessionError, Sessions, identity_from_peer};
+use super::status::StatusWriter;
 use crate::errors::ApiError;
 use crate::registry::Registry;
 use crate::watch_cache::WatchCache;
@@ -27,8 +28,10 @@ struct Inner {
     hub: Arc<Hub>,
     sessions: Sessions,
     heartbeats: Heartbeats,
+    statuses: StatusWriter,
     opts: DispatcherOptions,
     flusher: tokio::task::AbortHandle,
+    status_writer: tokio::task::AbortHandle,
 }
 
 /// The dispatcher service; cheap to clone.
@@ -61,6 +64,7 @@ impl DispatcherService {
     /// Starts the hub and the heartbeat flusher.
     pub fn start(registry: Registry, cache: WatchCache, opts: DispatcherOptions) -> Self {
         let hub = Hub::start(cache);
+        let (statuses, status_writer) = StatusWriter::start(registry.clone(), opts.max_ops_per_txn);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let every = opts.heartbeat_flush;
@@ -82,8 +86,10 @@ impl DispatcherService {
                 hub,
                 sessions: Sessions::default(),
                 heartbeats: Heartbeats::default(),
+                statuses,
                 opts,
                 flusher,
+                status_writer,
             }
         });
         DispatcherService { inner }
@@ -92,6 +98,7 @@ impl DispatcherService {
     /// Ends sessions and background work.
     pub fn stop(&self) {
         self.inner.flusher.abort();
+        self.inner.status_writer.abort();
         self.inner.sessions.end_all();
         self.inner.hub.stop();
     }
@@ -200,14 +207,12 @@ impl swarm_proto::Dispatcher for DispatcherService {
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
         let session = self.session(&req, &req.get_ref().session_id)?;
         let updates = req.into_inner().updates;
-        let refused = super::status::apply(
-            &self.inner.registry,
-            &session.node,
-            updates,
-            self.inner.opts.max_ops_per_txn,
-        )
-        .await
-        .map_err(api_status)?;
+        let refused = self
+            .inner
+            .statuses
+            .apply(&session.node, updates)
+            .await
+            .map_err(api_status)?;
         Ok(Response::new(UpdateTaskStatusResponse { refused }))
     }
 
