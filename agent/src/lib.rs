@@ -5,12 +5,14 @@
 //! * `credentials` — the node certificate for mutual TLS, joined for once and renewed;
 //! * `worker` — assignments applied to one runner per task, adoption and cleanup;
 //! * `runner` — one task's state machine over the runtime;
+//! * `events` — the runtime's events, routed to the runner of their task;
 //! * `mesh` — the routing mesh: published ports forwarded to running tasks on any node;
 //! * `reporter` — status reports waiting to be sent, latest wins;
 //! * `logs` — log subscriptions from the dispatcher, answered with this node's container logs;
 //! * `runtime` — the `Runtime` trait and its `docker` and `sim` backends.
 
 pub mod credentials;
+pub mod events;
 pub mod logs;
 pub mod mesh;
 pub mod reporter;

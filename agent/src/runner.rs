@@ -11,10 +11,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use swarm_api::{Task, TaskHealth, TaskState, TaskStatus, Timestamp};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
+use crate::events::{Events, TaskEvents};
 use crate::reporter::Reporter;
-use crate::runtime::{Assets, ContainerStatus, Observed, Runtime, RuntimeError, RuntimeEvent};
+use crate::runtime::{Assets, ContainerStatus, Observed, Runtime, RuntimeError};
 
 /// How often a runner looks at its container without being woken.
 const RESYNC: Duration = Duration::from_secs(15);
@@ -23,6 +24,8 @@ const RESYNC: Duration = Duration::from_secs(15);
 #[derive(Clone)]
 pub struct RunnerCtx {
     pub rt: Arc<dyn Runtime>,
+    /// The runtime's events, routed by task.
+    pub events: Arc<Events>,
     pub reporter: Reporter,
     pub assets: Arc<RwLock<Assets>>,
 }
@@ -34,8 +37,10 @@ pub struct RunnerHandle {
 }
 
 pub fn spawn(ctx: RunnerCtx, task: Arc<Task>) -> RunnerHandle {
+    // Subscribed before the runner starts, so no event of the task falls in between.
+    let events = ctx.events.subscribe(&task.metadata.name);
     let (tx, rx) = watch::channel(Some(task));
-    let join = tokio::spawn(run(ctx, rx));
+    let join = tokio::spawn(run(ctx, rx, events));
     RunnerHandle { tx, join }
 }
 
@@ -91,24 +96,7 @@ impl Tracker {
     }
 }
 
-async fn next_event(events: &mut broadcast::Receiver<RuntimeEvent>, task: &str) -> RuntimeEvent {
-    loop {
-        match events.recv().await {
-            Ok(ev) if ev.task.is_empty() || ev.task == task => return ev,
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                return RuntimeEvent {
-                    task: String::new(),
-                    exit_code: None,
-                };
-            }
-            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-        }
-    }
-}
-
-async fn run(ctx: RunnerCtx, mut rx: watch::Receiver<Option<Arc<Task>>>) {
-    let mut events = ctx.rt.events();
+async fn run(ctx: RunnerCtx, mut rx: watch::Receiver<Option<Arc<Task>>>, mut events: TaskEvents) {
     let Some(first) = rx.borrow_and_update().clone() else {
         return;
     };
@@ -168,7 +156,7 @@ async fn run(ctx: RunnerCtx, mut rx: watch::Receiver<Option<Arc<Task>>>) {
                     return; // the agent is shutting down: leave the container as it is
                 }
             }
-            ev = next_event(&mut events, &name) => {
+            ev = events.next() => {
                 if ev.exit_code.is_some() {
                     last_exit = ev.exit_code;
                 }
@@ -301,9 +289,10 @@ mod tests {
 
     use async_trait::async_trait;
     use swarm_api::TaskSpec;
+    use tokio::sync::broadcast;
 
     use super::*;
-    use crate::runtime::{Managed, NodeInfo};
+    use crate::runtime::{Managed, NodeInfo, RuntimeEvent};
 
     /// A runtime whose containers start and then stay `health: starting` (a healthcheck that
     /// has not passed yet), and can be removed behind the runner's back.
@@ -413,6 +402,7 @@ mod tests {
         let rt = Arc::new(Scripted::default());
         let reporter = Reporter::default();
         let ctx = RunnerCtx {
+            events: Arc::new(Events::start(rt.events())),
             rt: rt.clone(),
             reporter: reporter.clone(),
             assets: Arc::default(),

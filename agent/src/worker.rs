@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use swarm_api::{Config, Network, Secret, Service, Task};
 use swarm_proto::v1::{AssignmentChange, ObjectKind, assignment_change::Action};
 
+use crate::events::Events;
 use crate::reporter::Reporter;
 use crate::runner::{self, RunnerCtx, RunnerHandle};
 use crate::runtime::{Assets, Runtime};
@@ -58,6 +59,7 @@ impl Worker {
     pub fn new(rt: Arc<dyn Runtime>, reporter: Reporter) -> Worker {
         Worker {
             ctx: RunnerCtx {
+                events: Arc::new(Events::start(rt.events())),
                 rt,
                 reporter,
                 assets: Arc::new(RwLock::new(Assets::default())),
