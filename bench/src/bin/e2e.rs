@@ -263,6 +263,8 @@ fn cpu_time() -> Duration {
 
 struct Outcome {
     registered: Duration,
+    /// Why the run stopped before every task was RUNNING (the figures are then up to there).
+    timed_out: Option<String>,
     deleted: Option<Duration>,
     done: [Option<Duration>; 4],
     events: u64,
@@ -407,6 +409,7 @@ async fn run(args: &Args, store: StoreKind) -> Result<Outcome> {
             .delete_started = Some(Instant::now());
         client.delete::<Service>(SERVICE, None).await?;
         let t_del = Instant::now();
+        let mut last_print = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let (done, n) = {
@@ -416,6 +419,14 @@ async fn run(args: &Args, store: StoreKind) -> Result<Outcome> {
             if done.is_some() {
                 deleted = done;
                 break;
+            }
+            if last_print.elapsed() >= Duration::from_secs(5) {
+                last_print = Instant::now();
+                eprintln!(
+                    "{}: {:>6.1} s after the delete: {n} tasks deleted",
+                    store.name(),
+                    t_del.elapsed().as_secs_f64()
+                );
             }
             if t_del.elapsed() > args.timeout {
                 eprintln!(
@@ -434,7 +445,8 @@ async fn run(args: &Args, store: StoreKind) -> Result<Outcome> {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
     server.stop().await?;
-    result?;
+    // A run that timed out still reports what it cost up to there.
+    let timed_out = result.err().map(|e| e.to_string());
 
     let delta =
         |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
@@ -466,6 +478,7 @@ async fn run(args: &Args, store: StoreKind) -> Result<Outcome> {
     let p = progress.lock().unwrap_or_else(|e| e.into_inner());
     Ok(Outcome {
         registered,
+        timed_out,
         deleted,
         done: p.done,
         events: p.events,
@@ -505,7 +518,10 @@ fn main() -> Result<()> {
             format!("{:.1}", o.registered.as_secs_f64()),
         ];
         row.extend(o.done.iter().map(|d| secs(*d)));
-        row.push(format!("{:.0}", args.tasks as f64 / total.as_secs_f64()));
+        row.push(match o.timed_out {
+            None => format!("{:.0}", args.tasks as f64 / total.as_secs_f64()),
+            Some(_) => "-".into(),
+        });
         row.push(secs(o.deleted));
         row.push(format!("{:.1}", o.cpu.as_secs_f64()));
         row.push(format!("{:.2}", o.events as f64 / args.tasks as f64));
@@ -531,6 +547,9 @@ fn main() -> Result<()> {
     print_table(&header, &rows);
     for (store, o) in details {
         println!();
+        if let Some(why) = &o.timed_out {
+            println!("{}: {why}; the figures below are up to there", store.name());
+        }
         println!(
             "{} — store operations and API requests from the create to all RUNNING (watch resumed {} times):",
             store.name(),
