@@ -3,13 +3,18 @@
 //!
 //! Open loop: request `i` of a phase is sent at `start + i / rate` whether or not the earlier
 //! ones have finished, and its latency is measured from that *scheduled* time — so a stall of
-//! the server shows in every request it delays (no coordinated omission). The phases run in
+//! the server shows in every request it delays (no coordinated omission). The pacing runs on a
+//! thread of its own with the OS's fine-grained sleep (Tokio's timer has a 1 ms tick, which
+//! would add up to a millisecond of the generator's own lateness to every request); "send lag"
+//! is how late each request's task started, the generator's share of the latency. Each phase
+//! also lists its *stalls*: runs of requests over 10 ms, by scheduled time (one stall of the
+//! whole process delays every request scheduled during it). The phases run in
 //! order on one server: `create` makes `rate × seconds` tasks, `update` replaces each of them
 //! once (with its `resourceVersion`, as a controller does), `get` reads them.
 //!
 //! ```text
 //! cargo run --release -p swarm-bench --bin api_load -- \
-//!     [--store embedded|etcd|both] [--rate 1000] [--seconds 20]
+//!     [--store embedded|etcd|both] [--rate 1000] [--seconds 20] [--pacer thread|tokio]
 //! ```
 //!
 //! The API server runs in this process (on its Tokio runtime, sharing the machine's cores with
@@ -43,6 +48,8 @@ struct Args {
     stores: Vec<StoreKind>,
     rate: f64,
     seconds: f64,
+    /// Pace with Tokio's timer instead of the pacer thread (to compare the two).
+    tokio_pacer: bool,
 }
 
 fn args() -> Result<Args> {
@@ -50,6 +57,7 @@ fn args() -> Result<Args> {
         stores: StoreKind::parse_list("both")?,
         rate: 1000.0,
         seconds: 20.0,
+        tokio_pacer: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +66,13 @@ fn args() -> Result<Args> {
             "--store" => a.stores = StoreKind::parse_list(&value()?)?,
             "--rate" => a.rate = value()?.parse().context("--rate")?,
             "--seconds" => a.seconds = value()?.parse().context("--seconds")?,
+            "--pacer" => {
+                a.tokio_pacer = match value()?.as_str() {
+                    "thread" => false,
+                    "tokio" => true,
+                    other => bail!("--pacer {other:?}: thread or tokio"),
+                }
+            }
             other => bail!("unknown argument {other:?}; see the top of api_load.rs"),
         }
     }
@@ -75,6 +90,45 @@ struct Phase {
     first_error: Option<String>,
     /// Completed requests per second of wall time (until the last one finished).
     achieved: f64,
+    /// How late each request's task started after its scheduled time.
+    send_lag: Summary,
+    /// Runs of slow requests (see `stalls`).
+    stalls: Vec<Stall>,
+}
+
+/// Requests over `STALL_MS`, scheduled within `STALL_GAP` of each other: one stall.
+struct Stall {
+    /// Scheduled time of its first request, from the phase's start.
+    at: Duration,
+    requests: usize,
+    worst: Duration,
+}
+
+const STALL_MS: u64 = 10;
+const STALL_GAP: Duration = Duration::from_millis(50);
+
+/// The stalls of a phase, from each request's scheduled offset and latency (in send order).
+fn stalls(samples: &[(Duration, Duration)]) -> Vec<Stall> {
+    let mut out: Vec<Stall> = Vec::new();
+    let mut last_slow: Option<Duration> = None;
+    for &(at, latency) in samples {
+        if latency < Duration::from_millis(STALL_MS) {
+            continue;
+        }
+        match out.last_mut() {
+            Some(s) if last_slow.is_some_and(|l| at - l <= STALL_GAP) => {
+                s.requests += 1;
+                s.worst = s.worst.max(latency);
+            }
+            _ => out.push(Stall {
+                at,
+                requests: 1,
+                worst: latency,
+            }),
+        }
+        last_slow = Some(at);
+    }
+    out
 }
 
 /// The server's latency histograms (`/metrics`): for each histogram series (name and labels),
@@ -226,23 +280,50 @@ async fn phase(
     let total = (args.rate * args.seconds).round() as usize;
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let start = Instant::now() + Duration::from_millis(20);
-    let mut handles = Vec::with_capacity(total);
-    for i in 0..total {
-        let at = start + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(at.into()).await;
-        let (http, url, objects) = (http.clone(), url.to_string(), objects.clone());
-        handles.push(tokio::spawn(async move {
+    // The pacer: a plain thread sleeping to each scheduled time, handing the request to the
+    // runtime (see the module docs).
+    let runtime = tokio::runtime::Handle::current();
+    let (http2, url2) = (http.clone(), url.to_string());
+    let send = move |i: usize, at: Instant| {
+        let (http, url, objects) = (http2.clone(), url2.clone(), objects.clone());
+        runtime.spawn(async move {
+            let lag = at.elapsed();
             let outcome = request(&http, &url, op, i, &objects).await;
-            (at.elapsed(), outcome)
-        }));
-    }
+            (at - start, lag, at.elapsed(), outcome)
+        })
+    };
+    let scheduled = move |i: usize| start + interval.mul_f64(i as f64);
+    let handles = if args.tokio_pacer {
+        let mut handles = Vec::with_capacity(total);
+        for i in 0..total {
+            tokio::time::sleep_until(scheduled(i).into()).await;
+            handles.push(send(i, scheduled(i)));
+        }
+        handles
+    } else {
+        tokio::task::spawn_blocking(move || {
+            let mut handles = Vec::with_capacity(total);
+            for i in 0..total {
+                if let Some(wait) = scheduled(i).checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                handles.push(send(i, scheduled(i)));
+            }
+            handles
+        })
+        .await?
+    };
     let mut latencies = Vec::with_capacity(total);
+    let mut lags = Vec::with_capacity(total);
+    let mut by_time = Vec::with_capacity(total);
     let mut created = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
     for h in handles {
-        let (latency, outcome) = h.await?;
+        let (offset, lag, latency, outcome) = h.await?;
         latencies.push(latency);
+        lags.push(lag);
+        by_time.push((offset, latency));
         match outcome {
             Ok(obj) => {
                 if op == Op::Create {
@@ -263,6 +344,8 @@ async fn phase(
             errors,
             first_error,
             achieved: (total - errors) as f64 / elapsed,
+            send_lag: Summary::of(&mut lags),
+            stalls: stalls(&by_time),
         },
         created,
     ))
@@ -283,6 +366,7 @@ async fn main() -> Result<()> {
         .build()?;
     let mut rows = Vec::new();
     let mut server_rows = Vec::new();
+    let mut stall_rows = Vec::new();
     for &store in &args.stores {
         let server = ApiServer::start(store).await?;
         let mut objects = Arc::new(Vec::new());
@@ -308,7 +392,18 @@ async fn main() -> Result<()> {
                 ms(p.summary.p99),
                 ms(p.summary.p999),
                 ms(p.summary.max),
+                ms(p.send_lag.p99),
+                ms(p.send_lag.max),
             ];
+            for st in &p.stalls {
+                stall_rows.push(vec![
+                    store.name().to_string(),
+                    p.op.name().to_string(),
+                    format!("{:.3}", st.at.as_secs_f64()),
+                    st.requests.to_string(),
+                    ms(st.worst),
+                ]);
+            }
             println!("{}", row.join("  "));
             rows.push(row);
         }
@@ -327,8 +422,17 @@ async fn main() -> Result<()> {
             "p99 ms",
             "p99.9 ms",
             "max ms",
+            "send lag p99 ms",
+            "send lag max ms",
         ],
         &rows,
+    );
+    println!(
+        "\nstalls (requests over {STALL_MS} ms, grouped when scheduled within {STALL_GAP:?}):"
+    );
+    print_table(
+        &["store", "phase", "at s", "requests", "worst ms"],
+        &stall_rows,
     );
     println!(
         "\nserver side, per phase (apiserver /metrics: request handling without the client, and each store call):"
