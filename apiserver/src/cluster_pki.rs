@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use swarm_pki::{ClusterCa, DEFAULT_CERT_VALIDITY, Identity, JoinToken, Role};
 
+use crate::store::{Store, StoreError, TxnOp};
 use crate::tls::ServingCert;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,10 @@ pub enum PkiError {
     Tls(#[from] crate::tls::TlsError),
     #[error("this apiserver's certificate: {0}")]
     Identity(#[from] swarm_pki::IdentityError),
+    #[error("the cluster PKI in the shared store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the cluster PKI in the shared store: {0}")]
+    Shared(String),
 }
 
 /// How long after a failed renewal of the serving certificate it is tried again (at most).
@@ -68,6 +73,99 @@ pub struct ClusterPki {
     tokens: RwLock<JoinTokens>,
     /// How long the certificates this manager issues are valid.
     validity: Duration,
+    /// The store shared with other managers, when there is one.
+    shared: Option<SharedStore>,
+}
+
+/// A store other managers share (etcd), and what a joining manager needs to use it.
+#[derive(Clone)]
+pub struct SharedStore {
+    pub store: Arc<dyn Store>,
+    /// Where the store is, told to joining managers.
+    pub etcd_endpoints: Vec<String>,
+    /// The encryption-at-rest key file every manager must hold a copy of.
+    pub secrets_key: PathBuf,
+}
+
+/// The record of the cluster's PKI in a shared store: CA certificate, cluster id, tokens.
+pub const SHARED_RECORD: &str = "/swarm/pki/cluster";
+/// The CA's private key in a shared store; sealed there like secrets
+/// (`store::encrypted::SEALED_PREFIXES`), so etcd never holds it in the clear.
+pub const SHARED_CA_KEY: &str = "/swarm/pki/ca-key";
+/// How many times a manager tries to publish or adopt the shared PKI.
+const PUBLISH_ATTEMPTS: usize = 3;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SharedRecord {
+    cluster_id: String,
+    ca_cert: String,
+    worker_token: String,
+    manager_token: String,
+}
+
+impl SharedRecord {
+    fn to_bytes(&self) -> Result<bytes::Bytes, PkiError> {
+        serde_json::to_vec(self)
+            .map(Into::into)
+            .map_err(|e| PkiError::Shared(e.to_string()))
+    }
+
+    fn from_bytes(b: &[u8]) -> Result<Self, PkiError> {
+        serde_json::from_slice(b)
+            .map_err(|e| PkiError::Shared(format!("{SHARED_RECORD} is not a PKI record: {e}")))
+    }
+
+    fn tokens(&self) -> Result<JoinTokens, PkiError> {
+        Ok(JoinTokens {
+            worker: self.worker_token.parse()?,
+            manager: self.manager_token.parse()?,
+        })
+    }
+}
+
+/// What failed in a store error, under the transaction's wrapping.
+fn cause(e: &StoreError) -> &StoreError {
+    match e {
+        StoreError::Txn { source, .. } => cause(source),
+        other => other,
+    }
+}
+
+/// The PKI record and CA key in the shared store, if a manager published them.
+async fn read_shared(store: &dyn Store) -> Result<Option<(SharedRecord, String)>, PkiError> {
+    let (Some(record), Some(key)) = (
+        store.get(SHARED_RECORD).await?,
+        store.get(SHARED_CA_KEY).await?,
+    ) else {
+        return Ok(None);
+    };
+    let key = String::from_utf8(key.value.to_vec())
+        .map_err(|_| PkiError::Shared(format!("{SHARED_CA_KEY} is not a PEM key")))?;
+    Ok(Some((SharedRecord::from_bytes(&record.value)?, key)))
+}
+
+/// Writes the shared PKI under `data_dir/pki`; refuses a data directory of another cluster.
+fn adopt(data_dir: &Path, record: &SharedRecord, ca_key: &str) -> Result<(), PkiError> {
+    let dir = data_dir.join("pki");
+    let ca_crt = dir.join("ca.crt");
+    if ca_crt.exists() {
+        if read(&ca_crt)? == record.ca_cert {
+            return Ok(());
+        }
+        return Err(PkiError::Corrupt {
+            path: ca_crt,
+            message: "this data directory belongs to another cluster than the shared store's; \
+                      give this manager an empty --data-dir"
+                .into(),
+        });
+    }
+    write_file(&dir.join("ca.key"), ca_key, true)?;
+    write_file(&dir.join("cluster-id"), &record.cluster_id, false)?;
+    write_tokens(&dir.join("join-tokens"), &record.tokens()?)?;
+    write_file(&ca_crt, &record.ca_cert, false)?;
+    tracing::info!(cluster = %record.cluster_id, "adopted the cluster PKI from the shared store");
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
@@ -136,6 +234,10 @@ impl ClusterPki {
         sans: &[String],
         validity: Duration,
     ) -> Result<Arc<Self>, PkiError> {
+        Ok(Arc::new(Self::load(data_dir, sans, validity)?))
+    }
+
+    fn load(data_dir: &Path, sans: &[String], validity: Duration) -> Result<Self, PkiError> {
         let dir = data_dir.join("pki");
         let ca_crt = dir.join("ca.crt");
         if !ca_crt.exists() {
@@ -175,7 +277,7 @@ impl ClusterPki {
             t
         };
         let serving_pem = read(&crt)?;
-        Ok(Arc::new(ClusterPki {
+        Ok(ClusterPki {
             serving: ServingCert::new(&serving_pem, &read(&key)?)?,
             serving_pem: RwLock::new(serving_pem),
             server_names: names,
@@ -183,7 +285,89 @@ impl ClusterPki {
             ca,
             tokens: RwLock::new(tokens),
             validity,
-        }))
+            shared: None,
+        })
+    }
+
+    /// `load_or_init_with` for a manager over a store other managers share (etcd). The first
+    /// manager publishes its CA (certificate and key) and join tokens there; every later one
+    /// adopts them, writing them under `DATA_DIR/pki`, so all managers sign with one CA and
+    /// check one pair of tokens. `secrets_key` is the store's encryption-at-rest key file (it
+    /// seals the CA key in the store); joining managers get a copy with their certificate.
+    pub async fn load_or_init_shared(
+        data_dir: &Path,
+        sans: &[String],
+        validity: Duration,
+        shared: SharedStore,
+    ) -> Result<Arc<Self>, PkiError> {
+        for _ in 0..PUBLISH_ATTEMPTS {
+            if let Some((record, ca_key)) = read_shared(&*shared.store).await? {
+                adopt(data_dir, &record, &ca_key)?;
+                let mut pki = Self::load(data_dir, sans, validity)?;
+                pki.shared = Some(shared);
+                pki.refresh_tokens().await?;
+                return Ok(Arc::new(pki));
+            }
+            let mut pki = Self::load(data_dir, sans, validity)?;
+            let t = pki.tokens();
+            let record = SharedRecord {
+                cluster_id: pki.ca.cluster_id().to_string(),
+                ca_cert: pki.ca.cert_pem().to_string(),
+                worker_token: t.worker.to_string(),
+                manager_token: t.manager.to_string(),
+            };
+            let ops = vec![
+                TxnOp::Create {
+                    key: SHARED_CA_KEY.to_string(),
+                    value: pki.ca.key_pem().into_bytes().into(),
+                },
+                TxnOp::Create {
+                    key: SHARED_RECORD.to_string(),
+                    value: record.to_bytes()?,
+                },
+            ];
+            match shared.store.txn(ops).await {
+                Ok(_) => {
+                    tracing::info!(cluster = %record.cluster_id, "published the cluster PKI in the shared store");
+                    pki.shared = Some(shared);
+                    return Ok(Arc::new(pki));
+                }
+                // Another manager published first: adopt its PKI.
+                Err(e) if matches!(cause(&e), StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PkiError::Shared(
+            "the cluster PKI in the store keeps changing; try again".into(),
+        ))
+    }
+
+    /// The shared store this manager's PKI lives in, when it has one (etcd).
+    pub fn shared(&self) -> Option<&SharedStore> {
+        self.shared.as_ref()
+    }
+
+    /// Reads the join tokens again from the shared store (a no-op for a manager alone), so a
+    /// rotation on another manager counts here at once.
+    pub async fn refresh_tokens(&self) -> Result<(), PkiError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let Some(kv) = shared.store.get(SHARED_RECORD).await? else {
+            return Err(PkiError::Shared(format!(
+                "{SHARED_RECORD} is missing from the store"
+            )));
+        };
+        let fresh = SharedRecord::from_bytes(&kv.value)?.tokens()?;
+        self.set_tokens(fresh);
+        Ok(())
+    }
+
+    fn set_tokens(&self, tokens: JoinTokens) {
+        match self.tokens.write() {
+            Ok(mut t) => *t = tokens,
+            Err(poisoned) => *poisoned.into_inner() = tokens,
+        }
     }
 
     /// How long the certificates this manager issues are valid (90 days by default).
@@ -272,20 +456,43 @@ impl ClusterPki {
         }
     }
 
-    /// Replaces the token of `role` (worker or manager); the old one stops working at once.
-    pub fn rotate(&self, role: Role) -> Result<JoinToken, PkiError> {
+    /// Replaces the token of `role` (worker or manager); the old one stops working at once,
+    /// on every manager sharing the store.
+    pub async fn rotate(&self, role: Role) -> Result<JoinToken, PkiError> {
         let fresh = JoinToken::generate(self.ca.digest())?;
-        let mut guard = match self.tokens.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+        let with_fresh = |mut t: JoinTokens| {
+            match role {
+                Role::Manager => t.manager = fresh.clone(),
+                _ => t.worker = fresh.clone(),
+            }
+            t
         };
-        let mut next = guard.clone();
-        match role {
-            Role::Manager => next.manager = fresh.clone(),
-            _ => next.worker = fresh.clone(),
-        }
+        let next = match &self.shared {
+            None => with_fresh(self.tokens()),
+            Some(shared) => loop {
+                let Some(kv) = shared.store.get(SHARED_RECORD).await? else {
+                    return Err(PkiError::Shared(format!(
+                        "{SHARED_RECORD} is missing from the store"
+                    )));
+                };
+                let mut record = SharedRecord::from_bytes(&kv.value)?;
+                let next = with_fresh(record.tokens()?);
+                record.worker_token = next.worker.to_string();
+                record.manager_token = next.manager.to_string();
+                match shared
+                    .store
+                    .update(SHARED_RECORD, record.to_bytes()?, Some(kv.mod_revision))
+                    .await
+                {
+                    Ok(_) => break next,
+                    // Rotated meanwhile on another manager: again over its tokens.
+                    Err(e) if matches!(cause(&e), StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            },
+        };
         write_tokens(&self.dir.join("join-tokens"), &next)?;
-        *guard = next;
+        self.set_tokens(next);
         Ok(fresh)
     }
 
@@ -378,7 +585,7 @@ mod tests {
         let t = pki.tokens();
         assert_eq!(pki.role_for(&t.worker), Some(Role::Worker));
         assert_eq!(pki.role_for(&t.manager), Some(Role::Manager));
-        let fresh = pki.rotate(Role::Worker).unwrap();
+        let fresh = futures::executor::block_on(pki.rotate(Role::Worker)).unwrap();
         assert_eq!(pki.role_for(&t.worker), None);
         assert_eq!(pki.role_for(&fresh), Some(Role::Worker));
         assert_eq!(pki.role_for(&t.manager), Some(Role::Manager));

@@ -418,10 +418,30 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
         let cache = WatchCache::start(store.clone(), opts.cache.clone());
         let (shutdown_tx, shutdown) = signal::channel(false);
-        let registry = Registry::new(store).with_cache(cache.clone());
+        let registry = Registry::new(store.clone()).with_cache(cache.clone());
         let (pki, tls, dispatcher_tls) = if opts.tls {
-            let pki =
-                ClusterPki::load_or_init_with(&opts.data_dir, &opts.advertise, opts.cert_validity)?;
+            let pki = match &opts.store {
+                // Managers over one etcd share the CA and the join tokens through it.
+                StoreConfig::Etcd { endpoints } => {
+                    let shared = crate::cluster_pki::SharedStore {
+                        store: store.clone(),
+                        etcd_endpoints: endpoints.clone(),
+                        secrets_key: opts.data_dir.join(SECRETS_KEY_FILE),
+                    };
+                    ClusterPki::load_or_init_shared(
+                        &opts.data_dir,
+                        &opts.advertise,
+                        opts.cert_validity,
+                        shared,
+                    )
+                    .await?
+                }
+                StoreConfig::Embedded => ClusterPki::load_or_init_with(
+                    &opts.data_dir,
+                    &opts.advertise,
+                    opts.cert_validity,
+                )?,
+            };
             let config = crate::tls::server_config(pki.ca.cert_pem(), pki.serving())?;
             let dispatcher = crate::tls::dispatcher_config(pki.ca.cert_pem(), pki.serving())?;
             (Some(pki), Some(config), Some(dispatcher))

@@ -151,7 +151,7 @@ async fn join_tokens_are_checked_and_rotation_retires_the_old_one() {
     );
 
     // Rotated away.
-    c.pki.rotate(Role::Worker).unwrap();
+    c.pki.rotate(Role::Worker).await.unwrap();
     let err = join(&c, &worker).await.unwrap_err();
     assert!(
         err["message"].as_str().unwrap().contains("rotated"),

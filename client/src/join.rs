@@ -148,23 +148,92 @@ pub async fn dispatcher_addr(server: &str, ca_pem: &str) -> Result<String, JoinE
 
 /// Joins the cluster at `server` (`https://ADDR:PORT`) with `token`.
 pub async fn join(server: &str, token: &str, hostname: &str) -> Result<NodeCredentials, JoinError> {
+    Ok(join_with(server, token, hostname, false).await?.credentials)
+}
+
+/// What joining gave: the credentials, and for a manager that asked to run a control plane,
+/// how to reach the cluster's store.
+#[derive(Clone, Debug)]
+pub struct Joined {
+    pub credentials: NodeCredentials,
+    pub manager: Option<ManagerSetup>,
+}
+
+/// What a joining manager needs to run a control plane: the shared store's etcd endpoints
+/// and the key that encrypts it at rest (to be written to `DATA_DIR/secrets.key`).
+#[derive(Clone)]
+pub struct ManagerSetup {
+    pub etcd_endpoints: Vec<String>,
+    pub secrets_key: Vec<u8>,
+}
+
+/// Shows where the store is, never the key.
+impl std::fmt::Debug for ManagerSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerSetup")
+            .field("etcd_endpoints", &self.etcd_endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+fn manager_setup(body: &Value) -> Result<Option<ManagerSetup>, JoinError> {
+    let m = &body["manager"];
+    if m.is_null() {
+        return Ok(None);
+    }
+    let bad = || JoinError::Refused("the manager's answer has an unreadable \"manager\"".into());
+    let etcd_endpoints = m["etcdEndpoints"]
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|e| e.as_str().map(str::to_string).ok_or_else(bad))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hex = m["secretsKey"].as_str().ok_or_else(bad)?;
+    let secrets_key = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    Ok(Some(ManagerSetup {
+        etcd_endpoints,
+        secrets_key,
+    }))
+}
+
+/// `join`; with `control_plane`, a manager token also gets what a second control plane needs
+/// (and is refused by a manager whose store no other process can share).
+pub async fn join_with(
+    server: &str,
+    token: &str,
+    hostname: &str,
+    control_plane: bool,
+) -> Result<Joined, JoinError> {
     let token: JoinToken = token.parse()?;
     let ca_pem = fetch_ca(server, &token).await?;
     let key = NodeKey::generate().map_err(pki_err)?;
     let csr = key.csr_pem(hostname).map_err(pki_err)?;
     let resp = pinned_client(&ca_pem, None)?
         .post(format!("{server}/v1/join"))
-        .json(&json!({"token": token.to_string(), "csr": csr, "hostname": hostname}))
+        .json(
+            &json!({"token": token.to_string(), "csr": csr, "hostname": hostname,
+                      "controlPlane": control_plane}),
+        )
         .send()
         .await
         .map_err(|e| unreachable(server, e))?;
     let body = answer(server, resp).await?;
     let cert_pem = field(&body, "certificate")?;
-    Ok(NodeCredentials {
-        identity: identity_of(&cert_pem)?,
-        key_pem: key.key_pem(),
-        cert_pem,
-        ca_pem,
+    Ok(Joined {
+        credentials: NodeCredentials {
+            identity: identity_of(&cert_pem)?,
+            key_pem: key.key_pem(),
+            cert_pem,
+            ca_pem,
+        },
+        manager: manager_setup(&body)?,
     })
 }
 

@@ -290,6 +290,25 @@ impl Drop for Lines {
     }
 }
 
+/// Runs `check` until it returns `Some`, for at most `WAIT`; panics naming `what` after that.
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `host:port` of the API a credentials file (e.g. a server's `admin.conf`) points at.
+pub fn api_addr(config: &Path) -> String {
+    let conf = swarm_client::ClientConfig::load(config).unwrap_or_else(|e| panic!("{e}"));
+    let url = conf.current().map(|c| c.server.clone()).unwrap_or_default();
+    url.trim_start_matches("https://").to_string()
+}
+
 /// A port nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

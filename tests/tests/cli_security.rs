@@ -2,28 +2,14 @@
 //! join with `swarm join --token`, `swarm join-token` shows and rotates tokens, `swarm init`
 //! makes a swarm that `swarm server` then runs; each refusal says clearly what is wrong.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use swarm_client::ClientConfig;
-use swarm_tests::{Lines, Server, WAIT, swarm_command};
+use swarm_tests::{Lines, Server, eventually, swarm_command};
 
 /// `host:port` of the server's API, from its admin.conf.
 fn api_addr(server: &Server) -> String {
-    let conf = ClientConfig::load(&server.config).unwrap();
-    let url = conf.current().unwrap().server.clone();
-    url.trim_start_matches("https://").to_string()
-}
-
-/// Runs `check` until it returns `Some`, for at most `WAIT`.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    swarm_tests::api_addr(&server.config)
 }
 
 #[test]

@@ -34,6 +34,10 @@ struct JoinRequest {
     csr: String,
     #[serde(default)]
     hostname: String,
+    /// The machine means to run a control plane if the token is a manager's (`swarm join`):
+    /// it then needs the shared store, which only an etcd-backed cluster has.
+    #[serde(default, rename = "controlPlane")]
+    control_plane: bool,
 }
 
 pub(super) fn invalid(field: &str, message: String) -> ApiError {
@@ -63,11 +67,19 @@ pub async fn join(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiRe
             "the join token belongs to another cluster (its CA digest is not this cluster's CA)",
         ));
     }
+    pki.refresh_tokens()
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot read the join tokens: {e}")))?;
     let Some(role) = pki.role_for(&presented) else {
         return Err(ApiError::new(
             StatusReason::Unauthorized,
             "the join token is not valid (it may have been rotated); get the current one with `swarm join-token worker` on a manager",
         ));
+    };
+    let manager = if role == Role::Manager && req.control_plane {
+        Some(manager_setup(pki)?)
+    } else {
+        None
     };
     let node_id = claim_node_name(&st, &req.hostname, role).await?;
     let identity = Identity::new(&node_id, role, pki.ca.cluster_id());
@@ -87,7 +99,27 @@ pub async fn join(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiRe
         "certificate": certificate,
         "ca": pki.ca.cert_pem(),
         "dispatcherPort": st.dispatcher_port,
+        "manager": manager,
     })))
+}
+
+/// What a joining manager needs to run a control plane over this cluster's store: where the
+/// store is, and a copy of the key that encrypts it at rest (which also seals the CA key
+/// there). Refused when this manager's store is the embedded one: no other process can open it.
+fn manager_setup(pki: &crate::cluster_pki::ClusterPki) -> ApiResult<Value> {
+    let Some(shared) = pki.shared() else {
+        return Err(ApiError::new(
+            StatusReason::BadRequest,
+            "this swarm keeps its state in the embedded store, which only this manager's \
+             process can open, so no second manager can join it; run the managers over etcd \
+             (`swarm server --store etcd --etcd-endpoints …`)",
+        ));
+    };
+    let key = std::fs::read(&shared.secrets_key).map_err(|e| {
+        ApiError::internal(format!("cannot read {}: {e}", shared.secrets_key.display()))
+    })?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(json!({ "etcdEndpoints": shared.etcd_endpoints, "secretsKey": hex }))
 }
 
 /// How many suffixed names are tried before giving up.

@@ -33,7 +33,11 @@ fn role_named(role: &str) -> ApiResult<Role> {
 
 /// `GET /v1/join-tokens` → `{"worker": "SWMTKN-1-…", "manager": "SWMTKN-1-…"}`.
 pub async fn get(State(st): State<AppState>) -> ApiResult<Json<Value>> {
-    let tokens = pki(&st)?.tokens();
+    let pki = pki(&st)?;
+    pki.refresh_tokens()
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot read the join tokens: {e}")))?;
+    let tokens = pki.tokens();
     Ok(Json(json!({
         "worker": tokens.worker.to_string(),
         "manager": tokens.manager.to_string(),
@@ -48,6 +52,7 @@ pub async fn rotate(
     let which = role_named(&role)?;
     let fresh = pki(&st)?
         .rotate(which)
+        .await
         .map_err(|e| ApiError::internal(format!("cannot rotate the {role} join token: {e}")))?;
     tracing::info!(%role, "join token rotated");
     Ok(Json(json!({ "role": role, "token": fresh.to_string() })))

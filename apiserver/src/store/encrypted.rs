@@ -36,7 +36,7 @@ use super::{
 const PREFIX: &[u8] = b"swarm:enc:aes256gcm:v1:";
 
 /// Key prefixes whose values are sealed.
-pub const SEALED_PREFIXES: &[&str] = &["/registry/secrets/"];
+pub const SEALED_PREFIXES: &[&str] = &["/registry/secrets/", crate::cluster_pki::SHARED_CA_KEY];
 
 /// Length of the key file's content.
 pub const KEY_LEN: usize = 32;
