@@ -240,39 +240,45 @@ async fn tasks_of_a_down_node_are_replaced_and_stopped_when_it_returns() {
     let s = c
         .settle("2 replicas", |s| running(s, "web").len() == 2)
         .await;
-    let on_b = running(&s, "web")
-        .iter()
-        .find(|t| t.spec.node_name.as_deref() == Some("b"))
-        .map(|t| t.metadata.name.clone())
-        .expect("one task on b");
+    // The node of one running task goes away; which one does not matter (placement may put
+    // both tasks on the node that was ready first), the other node must end up with both.
+    let (stale_task, gone) = running(&s, "web")
+        .first()
+        .map(|t| (t.metadata.name.clone(), t.spec.node_name.clone()))
+        .expect("a running task");
+    let gone = gone.expect("a running task has a node");
+    let kept = if gone == "a" { "b" } else { "a" };
 
-    c.sim.stop_node("b");
+    c.sim.stop_node(&gone);
     let s = c
-        .settle("b down, its task replaced on a", |s| {
-            let b_down = s
+        .settle("the node down, its task replaced on the other", |s| {
+            let down = s
                 .nodes
                 .iter()
-                .any(|n| n.metadata.name == "b" && n.status.state == NodeState::Down);
-            b_down
-                && running(s, "web")
-                    .iter()
-                    .all(|t| t.spec.node_name.as_deref() == Some("a"))
+                .any(|n| n.metadata.name == gone && n.status.state == NodeState::Down);
+            down && running(s, "web")
+                .iter()
+                .all(|t| t.spec.node_name.as_deref() == Some(kept))
                 && running(s, "web").len() == 2
         })
         .await;
-    let stale = s.tasks.iter().find(|t| t.metadata.name == on_b).unwrap();
+    let stale = s
+        .tasks
+        .iter()
+        .find(|t| t.metadata.name == stale_task)
+        .unwrap();
     assert_eq!(stale.spec.desired_state, TaskState::Shutdown);
 
-    c.sim.restart_node("b");
-    c.settle("b back, stale task stopped", |s| {
-        let b_ready = s
+    c.sim.restart_node(&gone);
+    c.settle("the node back, its stale task stopped", |s| {
+        let ready = s
             .nodes
             .iter()
-            .any(|n| n.metadata.name == "b" && n.status.state == NodeState::Ready);
-        b_ready
+            .any(|n| n.metadata.name == gone && n.status.state == NodeState::Ready);
+        ready
             && s.tasks
                 .iter()
-                .any(|t| t.metadata.name == on_b && t.status.state == TaskState::Shutdown)
+                .any(|t| t.metadata.name == stale_task && t.status.state == TaskState::Shutdown)
     })
     .await;
     ctl.stop().await;
