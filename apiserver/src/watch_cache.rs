@@ -382,11 +382,15 @@ impl Subscription {
     /// `None` while events are queued for the watcher, or while the cache is in the middle
     /// of a transaction (some of its events applied, not yet all: a client resuming from that
     /// revision would miss the rest). Checked under the cache lock, so it cannot race with a
-    /// push. Never below the revision the watch started from.
+    /// push. Never below the revision the watch started from. A watcher that was cut off
+    /// gets none: the events after the cut never reached its channel, so an empty channel
+    /// does not mean it has them (a bookmark would move the client's resume point past them,
+    /// and they would be lost for good).
     pub fn bookmark_revision(&self) -> Option<Revision> {
         let inner = self.cache.lock();
         let whole = !inner.consistent || inner.revision <= inner.fresh;
-        (whole && self.rx.is_empty()).then_some(inner.revision.max(self.revision))
+        let live = self.closed.get().is_none();
+        (whole && live && self.rx.is_empty()).then_some(inner.revision.max(self.revision))
     }
 
     pub fn kind(&self) -> Kind {
@@ -975,6 +979,9 @@ mod tests {
             got += 1;
         }
         assert_eq!(got, 4);
+        // Drained, but it never got events 5..=20: no bookmark may claim it did.
+        assert_eq!(slow.bookmark_revision(), None);
+        assert_eq!(fast.bookmark_revision(), Some(20));
         assert_eq!(
             slow.closed.get().map(|s| s.reason),
             Some(StatusReason::Timeout)

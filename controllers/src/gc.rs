@@ -9,13 +9,15 @@
 //! * Slots removed by a scale down (desired REMOVE), once their task has stopped.
 //! * Its own finalizer, `swarm.gc/tasks`: put on every service so that deleting a service
 //!   deletes its tasks first; removed when none is left, which lets the service go.
+//!
+//! Keyed by service; only the task changes that can give it work wake it (`matters`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use swarm_api::{Resource, Service, Task, TaskState};
 use swarm_client::runtime::watcher::Config;
-use swarm_client::runtime::{Action, Controller, ControllerConfig, Store};
+use swarm_client::runtime::{Action, Change, Controller, ControllerConfig, ReconcileError, Store};
 use swarm_client::{Client, ClientError, Operation};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +43,9 @@ pub enum Error {
     },
 }
 
+/// Conflicts (a lost CAS) are found in the `source()` chain and retried promptly.
+impl ReconcileError for Error {}
+
 pub struct Ctx {
     pub client: Client,
     pub services: Store<Service>,
@@ -57,19 +62,43 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         ..ControllerConfig::default()
     };
     let mut c = Controller::<Service>::with_config("gc", client.clone(), Config::default(), config);
+    let services = c.store();
+    let owners = services.clone();
     let tasks = c.watches_indexed(
         Config::default(),
         Some(crate::replication::by_service),
-        |t: &Task, _| vec![t.spec.service.clone()],
+        move |t: &Task, change| {
+            if matters(t, change, owners.get(&t.spec.service).as_deref()) {
+                vec![t.spec.service.clone()]
+            } else {
+                Vec::new()
+            }
+        },
     );
     let ctx = Arc::new(Ctx {
         client,
-        services: c.store(),
+        services,
         tasks,
         history_limit: opts.history_limit,
         deleted: Mutex::new(HashMap::new()),
     });
     (c, ctx)
+}
+
+/// Whether a task change can give gc work: a deletion (a deleting service waits for its last
+/// task; tombstones are dropped), a task of no live service or of an older one, a task no
+/// longer wanted (desired past RUNNING: history, removed slots), or a new attempt in a slot
+/// (it turns the slot's previous task into history). A wanted first attempt going through
+/// its states — every event of a scale-up — cannot expire anything.
+pub fn matters(t: &Task, change: Change, svc: Option<&Service>) -> bool {
+    let Some(svc) = svc else {
+        return true;
+    };
+    change == Change::Deleted
+        || svc.metadata.deletion_timestamp.is_some()
+        || !owned_by(t, svc)
+        || t.spec.desired_state > TaskState::Running
+        || t.spec.attempt > 1 && t.status.state == TaskState::New
 }
 
 pub async fn run(client: Client, opts: Options, stop: CancellationToken) {
@@ -252,6 +281,39 @@ mod tests {
         let mut n: Vec<String> = v.iter().map(|t| t.metadata.name.clone()).collect();
         n.sort();
         n
+    }
+
+    #[test]
+    fn the_steps_of_a_first_attempt_give_gc_nothing_to_do() {
+        let svc = service("web", ServiceMode::Replicated { replicas: 1 });
+        let live = |state| (*task(&svc, 1, 1, Some("a"), state)).clone();
+        for state in [
+            TaskState::New,
+            TaskState::Pending,
+            TaskState::Assigned,
+            TaskState::Running,
+            TaskState::Failed,
+        ] {
+            assert!(
+                !matters(&live(state), Change::Applied, Some(&svc)),
+                "{state}"
+            );
+        }
+        let t = live(TaskState::Running);
+        // Deleted; of an unknown, deleting or newer service; no longer wanted; a new attempt.
+        assert!(matters(&t, Change::Deleted, Some(&svc)));
+        assert!(matters(&t, Change::Applied, None));
+        let mut deleting = svc.clone();
+        deleting.metadata.deletion_timestamp = Some(swarm_api::Timestamp::now());
+        assert!(matters(&t, Change::Applied, Some(&deleting)));
+        let mut newer = svc.clone();
+        newer.metadata.uid = "uid-other".into();
+        assert!(matters(&t, Change::Applied, Some(&newer)));
+        let mut stopping = t.clone();
+        stopping.spec.desired_state = TaskState::Shutdown;
+        assert!(matters(&stopping, Change::Applied, Some(&svc)));
+        let second = (*task(&svc, 1, 2, None, TaskState::New)).clone();
+        assert!(matters(&second, Change::Applied, Some(&svc)));
     }
 
     #[test]

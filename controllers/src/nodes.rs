@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use swarm_api::{Node, NodeState, Task, TaskState, Timestamp};
 use swarm_client::runtime::watcher::Config;
-use swarm_client::runtime::{Action, Controller, ControllerConfig, Store};
+use swarm_client::runtime::{Action, Controller, ControllerConfig, ReconcileError, Store};
 use swarm_client::{Client, ClientError};
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +37,9 @@ pub enum Error {
     #[error(transparent)]
     Tasks(#[from] replication::Error),
 }
+
+/// Conflicts (a lost CAS) are found in the `source()` chain and retried promptly.
+impl ReconcileError for Error {}
 
 pub struct Ctx {
     pub client: Client,

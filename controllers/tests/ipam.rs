@@ -321,8 +321,14 @@ async fn published_ports_are_unique_across_services() {
     let services: Vec<Service> = h
         .until("every service decided", async || {
             let ss: Vec<Service> = h.all().await;
+            // Decided: allocated or refused, no longer waiting for the ingress subnet.
             ss.iter()
-                .all(|s| s.status.conditions.iter().any(|c| c.type_ == "Allocated"))
+                .all(|s| {
+                    s.status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Allocated" && !c.message.contains("to get a subnet"))
+                })
                 .then_some(ss)
         })
         .await;

@@ -271,6 +271,7 @@ struct Outcome {
     resumed: u32,
     cpu: Duration,
     store_ops: Vec<(String, f64, f64)>,
+    reconciles: Vec<(String, f64, f64)>,
     requests: Vec<(String, f64)>,
     load: (String, String),
 }
@@ -341,6 +342,7 @@ async fn run(args: &Args, store: StoreKind) -> Result<Outcome> {
         .await?
         .resource_version;
     let before = scrape(&server.url).await?;
+    let reconciles_before = swarm_client::runtime::metrics::registry().snapshots();
     let cpu_before = cpu_time();
     let progress = Arc::new(Mutex::new(Progress::default()));
     let start = Instant::now();
@@ -398,6 +400,17 @@ async fn run(args: &Args, store: StoreKind) -> Result<Outcome> {
     };
     let cpu = cpu_time().saturating_sub(cpu_before);
     let after = scrape(&server.url).await?;
+    // Reconciles per controller (their counters live in this process).
+    let reconciles: Vec<(String, f64, f64)> = swarm_client::runtime::metrics::registry()
+        .snapshots()
+        .into_iter()
+        .map(|(name, a)| {
+            let b = reconciles_before.get(&name).copied().unwrap_or_default();
+            let n = a.reconciles.saturating_sub(b.reconciles) as f64;
+            let us = a.reconcile_micros.saturating_sub(b.reconcile_micros);
+            (name, n, us as f64 / 1e6)
+        })
+        .collect();
     let load_after = load_average();
 
     // Then delete the service: gc deletes its tasks (the service waits on its finalizer).
@@ -485,6 +498,7 @@ async fn run(args: &Args, store: StoreKind) -> Result<Outcome> {
         resumed: p.resumed,
         cpu,
         store_ops,
+        reconciles,
         requests: requests.into_iter().filter(|(_, n)| *n > 0.0).collect(),
         load: (load_before, load_after),
     })
@@ -559,6 +573,14 @@ fn main() -> Result<()> {
         for (op, n, sum) in &o.store_ops {
             rows.push(vec![
                 format!("store {op}"),
+                format!("{n:.0}"),
+                format!("{:.3}", n / args.tasks as f64),
+                format!("{sum:.1}"),
+            ]);
+        }
+        for (name, n, sum) in &o.reconciles {
+            rows.push(vec![
+                format!("reconcile {name}"),
                 format!("{n:.0}"),
                 format!("{:.3}", n / args.tasks as f64),
                 format!("{sum:.1}"),

@@ -18,8 +18,12 @@
 //!
 //! Reconciling waits until every store has completed its first list. After a secondary
 //! kind is relisted every primary key is enqueued, because objects deleted while the watch
-//! was down produce no event. An error retries the key with per-key exponential backoff;
-//! `Action::requeue` asks for a later run, e.g. when a restart delay is still running.
+//! was down produce no event. An error retries the key with per-key exponential backoff,
+//! except a lost write race (`ReconcileError::is_conflict`: a 409 on a `resourceVersion`
+//! precondition), which is routine among controllers that share objects: it is logged at
+//! debug and the key runs again promptly, on fresher state. `Action::requeue` asks for a
+//! later run, e.g. when a restart delay is still running. A key that keeps changing rests
+//! between its reconciles (`ControllerConfig::cooldown`, see `queue`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,10 +37,35 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::BackoffConfig;
 use super::metrics::Metrics;
-use super::queue::{Outcome, WorkQueue};
+use super::queue::{Cooldown, Outcome, WorkQueue};
 use super::reflector::{IndexFn, Store, Writer, reflector};
 use super::watcher::{self, Event, watcher};
-use crate::Client;
+use crate::{Client, ClientError};
+
+/// What the runtime asks of a reconcile's error type.
+pub trait ReconcileError: std::error::Error + Send + Sized + 'static {
+    /// Whether the reconcile only lost a write race (409 Conflict: the object changed since it
+    /// was read). The default looks for a conflicting `ClientError` in the `source()` chain.
+    fn is_conflict(&self) -> bool {
+        conflict_in_chain(self)
+    }
+}
+
+impl ReconcileError for ClientError {}
+
+/// Whether `err` or any error in its `source()` chain is a `ClientError` conflict.
+pub fn conflict_in_chain(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<ClientError>()
+            .is_some_and(ClientError::is_conflict)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
 
 /// What a reconcile asks for next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +112,17 @@ pub struct ControllerConfig {
     pub backoff: BackoffConfig,
     /// Enqueue every primary key this often (a safety net; `None` = never).
     pub resync: Option<Duration>,
+    /// How long a key rests after each reconcile, relative to how long it took.
+    pub cooldown: Cooldown,
+}
+
+impl ControllerConfig {
+    /// A key rests 3 × its last reconcile's time, at most 1 s: a key that never stops
+    /// changing takes at most a quarter of a worker, and waits at most 1 s for its next run.
+    pub const COOLDOWN: Cooldown = Cooldown {
+        factor: 3,
+        max: Duration::from_secs(1),
+    };
 }
 
 impl Default for ControllerConfig {
@@ -91,6 +131,7 @@ impl Default for ControllerConfig {
             concurrency: 4,
             backoff: BackoffConfig::RECONCILE,
             resync: Some(Duration::from_secs(300)),
+            cooldown: Self::COOLDOWN,
         }
     }
 }
@@ -145,7 +186,7 @@ impl<K: Resource> Controller<K> {
         config: ControllerConfig,
     ) -> Self {
         let name = name.into();
-        let queue = WorkQueue::new(config.backoff);
+        let queue = WorkQueue::with_cooldown(config.backoff, config.cooldown);
         let metrics = super::metrics::registry().register(&name);
         let writer = Writer::<K>::new();
         let store = writer.store();
@@ -269,7 +310,7 @@ impl<K: Resource> Controller<K> {
     pub async fn run<Ctx, E, F, Fut>(self, reconcile: F, ctx: Arc<Ctx>, shutdown: CancellationToken)
     where
         Ctx: Send + Sync + 'static,
-        E: std::fmt::Display + Send + 'static,
+        E: ReconcileError,
         F: Fn(String, Arc<Ctx>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Action, E>> + Send + 'static,
     {
@@ -328,28 +369,16 @@ impl<K: Resource> Controller<K> {
                     let started = Instant::now();
                     let fut = std::panic::AssertUnwindSafe(reconcile(key.clone(), ctx.clone()));
                     let result = fut.catch_unwind().await;
-                    let outcome = match result {
-                        Ok(Ok(action)) => {
+                    let outcome = outcome_of(result, &name, &key);
+                    match outcome {
+                        Outcome::Retry => metrics.reconciled(started.elapsed(), false),
+                        Outcome::Conflict => metrics.conflicted(started.elapsed()),
+                        Outcome::Requeue(_) => {
                             metrics.reconciled(started.elapsed(), true);
-                            match action.requeue_after() {
-                                Some(d) => {
-                                    metrics.requeued();
-                                    Outcome::Requeue(d)
-                                }
-                                None => Outcome::Forget,
-                            }
+                            metrics.requeued();
                         }
-                        Ok(Err(e)) => {
-                            metrics.reconciled(started.elapsed(), false);
-                            tracing::warn!(controller = %name, key = %key, error = %e, "reconcile failed");
-                            Outcome::Retry
-                        }
-                        Err(_) => {
-                            metrics.reconciled(started.elapsed(), false);
-                            tracing::error!(controller = %name, key = %key, "reconcile panicked");
-                            Outcome::Retry
-                        }
-                    };
+                        Outcome::Forget => metrics.reconciled(started.elapsed(), true),
+                    }
                     queue.done(&key, outcome);
                     metrics.set_queue_depth(queue.len());
                 }
@@ -360,6 +389,32 @@ impl<K: Resource> Controller<K> {
         while workers.join_next().await.is_some() {}
         feeding.abort_all();
         tracing::info!(controller = %name, "stopped");
+    }
+}
+
+/// What the queue does with a key after its reconcile returned `result` (logging failures).
+fn outcome_of<E: ReconcileError>(
+    result: std::thread::Result<Result<Action, E>>,
+    controller: &str,
+    key: &str,
+) -> Outcome {
+    match result {
+        Ok(Ok(action)) => match action.requeue_after() {
+            Some(d) => Outcome::Requeue(d),
+            None => Outcome::Forget,
+        },
+        Ok(Err(e)) if e.is_conflict() => {
+            tracing::debug!(controller, key, error = %e, "reconcile lost a write race, retrying");
+            Outcome::Conflict
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(controller, key, error = %e, "reconcile failed");
+            Outcome::Retry
+        }
+        Err(_) => {
+            tracing::error!(controller, key, "reconcile panicked");
+            Outcome::Retry
+        }
     }
 }
 
@@ -389,6 +444,61 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarm_api::Status;
+
+    /// A controller's error, wrapping the client's as controllers do.
+    #[derive(Debug, thiserror::Error)]
+    enum WriteError {
+        #[error("writing task {task}: {source}")]
+        Task {
+            task: String,
+            #[source]
+            source: ClientError,
+        },
+        #[error("cannot encode")]
+        Encode,
+    }
+
+    impl ReconcileError for WriteError {}
+
+    fn task_error(source: ClientError) -> WriteError {
+        WriteError::Task {
+            task: "web.1.1".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_lost_write_race_is_a_conflict_wherever_it_sits_in_the_chain() {
+        let conflict = || ClientError::from(Status::conflict("Task", "web.1.1", "modified"));
+        assert!(conflict().is_conflict());
+        assert!(ReconcileError::is_conflict(&task_error(conflict())));
+        let refused = ClientError::from(Status::not_found("Task", "web.1.1"));
+        assert!(!ReconcileError::is_conflict(&task_error(refused)));
+        let down = ClientError::Transport {
+            url: "http://127.0.0.1:1".into(),
+            message: "connection refused".into(),
+        };
+        assert!(!ReconcileError::is_conflict(&task_error(down)));
+        assert!(!WriteError::Encode.is_conflict());
+    }
+
+    #[test]
+    fn conflicts_run_again_promptly_and_failures_back_off() {
+        let conflict = task_error(ClientError::from(Status::conflict("Task", "t", "modified")));
+        let failure = task_error(ClientError::from(Status::not_found("Task", "t")));
+        assert_eq!(outcome_of(Ok(Err(conflict)), "c", "k"), Outcome::Conflict);
+        assert_eq!(outcome_of(Ok(Err(failure)), "c", "k"), Outcome::Retry);
+        let ok: Result<Action, WriteError> = Ok(Action::await_change());
+        assert_eq!(outcome_of(Ok(ok), "c", "k"), Outcome::Forget);
+        let later: Result<Action, WriteError> = Ok(Action::requeue(Duration::from_secs(2)));
+        assert_eq!(
+            outcome_of(Ok(later), "c", "k"),
+            Outcome::Requeue(Duration::from_secs(2))
+        );
+        let panicked: std::thread::Result<Result<Action, WriteError>> = Err(Box::new("boom"));
+        assert_eq!(outcome_of(panicked, "c", "k"), Outcome::Retry);
+    }
 
     #[test]
     fn actions_combine_to_the_earliest() {

@@ -22,6 +22,7 @@ pub struct Metrics {
 struct Counters {
     reconciles: AtomicU64,
     errors: AtomicU64,
+    conflicts: AtomicU64,
     requeues: AtomicU64,
     watch_events: AtomicU64,
     watch_errors: AtomicU64,
@@ -35,6 +36,7 @@ struct Counters {
 pub struct Snapshot {
     pub reconciles: u64,
     pub errors: u64,
+    pub conflicts: u64,
     pub requeues: u64,
     pub watch_events: u64,
     pub watch_errors: u64,
@@ -56,6 +58,12 @@ impl Metrics {
         if !ok {
             c.errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A reconcile that lost a write race (counted as a reconcile, not as an error).
+    pub fn conflicted(&self, took: std::time::Duration) {
+        self.reconciled(took, true);
+        self.inner.conflicts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn requeued(&self) {
@@ -86,6 +94,7 @@ impl Metrics {
         Snapshot {
             reconciles: c.reconciles.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
             requeues: c.requeues.load(Ordering::Relaxed),
             watch_events: c.watch_events.load(Ordering::Relaxed),
             watch_errors: c.watch_errors.load(Ordering::Relaxed),
@@ -120,6 +129,12 @@ impl Registry {
         m.entry(name.to_string()).or_default().clone()
     }
 
+    /// A copy of every controller's counters, by name (benchmarks diff two of these).
+    pub fn snapshots(&self) -> BTreeMap<String, Snapshot> {
+        let m = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (k.clone(), v.snapshot())).collect()
+    }
+
     /// Every controller's counters in Prometheus text format.
     pub fn render(&self) -> String {
         let m = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
@@ -141,7 +156,7 @@ fn render_all(controllers: &[(&str, &Metrics)]) -> String {
         &'static str,
         fn(&Snapshot) -> String,
     );
-    let rows: [Row; 8] = [
+    let rows: [Row; 9] = [
         (
             "swarm_controller_reconciles_total",
             "counter",
@@ -153,6 +168,12 @@ fn render_all(controllers: &[(&str, &Metrics)]) -> String {
             "counter",
             "Reconciles that returned an error.",
             |s| s.errors.to_string(),
+        ),
+        (
+            "swarm_controller_reconcile_conflicts_total",
+            "counter",
+            "Reconciles that lost a write race (run again promptly, not errors).",
+            |s| s.conflicts.to_string(),
         ),
         (
             "swarm_controller_requeues_total",
@@ -216,14 +237,16 @@ mod tests {
         let m = Metrics::new();
         m.reconciled(std::time::Duration::from_millis(2), true);
         m.reconciled(std::time::Duration::from_millis(3), false);
+        m.conflicted(std::time::Duration::from_millis(1));
         m.set_queue_depth(7);
         m.set_leader(true);
         let s = m.snapshot();
-        assert_eq!((s.reconciles, s.errors, s.queue_depth), (2, 1, 7));
-        assert_eq!(s.reconcile_micros, 5000);
+        assert_eq!((s.reconciles, s.errors, s.conflicts), (3, 1, 1));
+        assert_eq!(s.queue_depth, 7);
+        assert_eq!(s.reconcile_micros, 6000);
         let text = m.render("replication");
         assert!(
-            text.contains("swarm_controller_reconciles_total{controller=\"replication\"} 2\n"),
+            text.contains("swarm_controller_reconciles_total{controller=\"replication\"} 3\n"),
             "{text}"
         );
         assert!(
@@ -242,6 +265,9 @@ mod tests {
         r.register("gc").reconciled(std::time::Duration::ZERO, true);
         r.register("gc").reconciled(std::time::Duration::ZERO, true);
         r.register("nodes").set_queue_depth(3);
+        let snaps = r.snapshots();
+        assert_eq!(snaps["gc"].reconciles, 2);
+        assert_eq!(snaps["nodes"].queue_depth, 3);
         let text = r.render();
         assert!(
             text.contains("swarm_controller_reconciles_total{controller=\"gc\"} 2\n"),

@@ -3,7 +3,8 @@
 //!
 //! * `watcher` — list then watch one kind, resuming and relisting as needed;
 //! * `reflector` — an in-memory cache (`Store`) fed by a watcher;
-//! * `queue` — a work queue that dedupes, delays, and never runs one key twice at once;
+//! * `queue` — a work queue that dedupes, delays, rests hot keys, and never runs one key
+//!   twice at once;
 //! * `controller` — ties them together and drives `reconcile(key, ctx) -> Action`;
 //! * `leader` — leader election on `Lease` objects;
 //! * `backoff` — exponential backoff with jitter;
@@ -18,9 +19,9 @@ pub mod reflector;
 pub mod watcher;
 
 pub use backoff::{Backoff, BackoffConfig};
-pub use controller::{Action, Change, Controller, ControllerConfig, Trigger};
+pub use controller::{Action, Change, Controller, ControllerConfig, ReconcileError, Trigger};
 pub use leader::{LeaderConfig, LeaderElector};
 pub use metrics::Metrics;
-pub use queue::{Outcome, WorkQueue};
+pub use queue::{Cooldown, Outcome, WorkQueue};
 pub use reflector::{IndexFn, Store, Writer, reflector};
 pub use watcher::{Event, WatchError, watcher};

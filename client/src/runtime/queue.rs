@@ -7,12 +7,18 @@
 //! * **stingy** — a key is never handed to two workers at once: a key added while it is being
 //!   processed is parked ("dirty") and handed out again only after `done`;
 //! * **per-key backoff** — `done(key, Outcome::Retry)` re-schedules the key after an
-//!   exponentially growing delay; a success resets that key's failure count.
+//!   exponentially growing delay; a success resets that key's failure count;
+//! * **per-key cooldown** — after a key's reconcile took `d`, the key is not handed out again
+//!   before `factor × d` (at most `max`) has passed, however often it is added meanwhile.
+//!   A key whose object changes faster than it can be reconciled (a service with 100,000
+//!   tasks, each reporting its progress) then takes at most `1 / (1 + factor)` of a worker,
+//!   and the changes of the cooldown coalesce into one run. Keys that reconcile in
+//!   microseconds are barely delayed.
 //!
 //! Keys are cheap identifiers (object names), never objects: a worker always reads the
 //! current object from the cache, which is what makes reconcilers level-triggered.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -31,6 +37,29 @@ pub enum Outcome {
     Requeue(Duration),
     /// Failed; retry after this key's backoff delay.
     Retry,
+    /// Lost a write race (a stale `resourceVersion`): not a failure; run again as soon as
+    /// the cooldown allows, on fresher state, without growing the backoff.
+    Conflict,
+}
+
+/// How long a key rests after a reconcile: `factor ×` the time it took, at most `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cooldown {
+    pub factor: u32,
+    pub max: Duration,
+}
+
+impl Cooldown {
+    /// No rest: a key added while it is reconciled runs again as soon as it is done.
+    pub const NONE: Cooldown = Cooldown {
+        factor: 0,
+        max: Duration::ZERO,
+    };
+
+    /// The rest after a reconcile that took `took`.
+    pub fn after(&self, took: Duration) -> Duration {
+        took.saturating_mul(self.factor).min(self.max)
+    }
 }
 
 /// A deduplicating, delaying work queue; cheap to clone (clones share the queue).
@@ -39,6 +68,7 @@ pub struct WorkQueue<K> {
     inner: Arc<Mutex<Inner<K>>>,
     notify: Arc<Notify>,
     backoff: BackoffConfig,
+    cooldown: Cooldown,
 }
 
 impl<K> Clone for WorkQueue<K> {
@@ -47,6 +77,7 @@ impl<K> Clone for WorkQueue<K> {
             inner: self.inner.clone(),
             notify: self.notify.clone(),
             backoff: self.backoff,
+            cooldown: self.cooldown,
         }
     }
 }
@@ -57,8 +88,12 @@ struct Inner<K> {
     pending: HashMap<K, (Instant, u64)>,
     /// The same keys, ordered by time.
     order: BTreeSet<(Instant, u64, K)>,
-    /// Keys a worker holds.
-    processing: HashSet<K>,
+    /// Keys a worker holds, and since when.
+    processing: HashMap<K, Instant>,
+    /// Keys resting after a reconcile: not handed out before this time.
+    not_before: HashMap<K, Instant>,
+    /// Size of `not_before` at which expired rests are swept out.
+    sweep_at: usize,
     /// Keys added while being processed: when they may run once `done`.
     dirty: HashMap<K, Instant>,
     failures: HashMap<K, u32>,
@@ -67,12 +102,19 @@ struct Inner<K> {
 }
 
 impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
+    /// A queue without cooldown.
     pub fn new(backoff: BackoffConfig) -> Self {
+        Self::with_cooldown(backoff, Cooldown::NONE)
+    }
+
+    pub fn with_cooldown(backoff: BackoffConfig, cooldown: Cooldown) -> Self {
         WorkQueue {
             inner: Arc::new(Mutex::new(Inner {
                 pending: HashMap::new(),
                 order: BTreeSet::new(),
-                processing: HashSet::new(),
+                processing: HashMap::new(),
+                not_before: HashMap::new(),
+                sweep_at: SWEEP_MIN,
                 dirty: HashMap::new(),
                 failures: HashMap::new(),
                 seq: 0,
@@ -80,6 +122,7 @@ impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
             })),
             notify: Arc::new(Notify::new()),
             backoff,
+            cooldown,
         }
     }
 
@@ -125,7 +168,8 @@ impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
                     Some((at, seq, key)) if at <= Instant::now() => {
                         q.order.remove(&(at, seq, key.clone()));
                         q.pending.remove(&key);
-                        q.processing.insert(key.clone());
+                        q.not_before.remove(&key);
+                        q.processing.insert(key.clone(), Instant::now());
                         return Some(key);
                     }
                     Some((at, _, _)) => Some(at),
@@ -145,11 +189,17 @@ impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
     }
 
     /// Releases a key taken with `next`, and schedules it again as `outcome` says (or
-    /// earlier, if it was added meanwhile). Returns the delay of a `Retry`.
+    /// earlier, if it was added meanwhile), but not before its cooldown has passed. Returns
+    /// the delay of a `Retry`.
     pub fn done(&self, key: &K, outcome: Outcome) -> Option<Duration> {
         let mut q = self.lock();
-        q.processing.remove(key);
         let now = Instant::now();
+        if let Some(started) = q.processing.remove(key) {
+            let rest = self.cooldown.after(now.saturating_duration_since(started));
+            if !rest.is_zero() {
+                q.rest(key.clone(), now + rest);
+            }
+        }
         let mut retry = None;
         let again = match outcome {
             Outcome::Forget => {
@@ -167,6 +217,7 @@ impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
                 retry = Some(d);
                 Some(now + d)
             }
+            Outcome::Conflict => Some(now),
         };
         let dirty = q.dirty.remove(key);
         let at = match (again, dirty) {
@@ -205,9 +256,27 @@ impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
     }
 }
 
+/// Below this many resting keys, expired rests are not swept out.
+const SWEEP_MIN: usize = 1024;
+
 impl<K: Clone + Eq + Hash + Ord> Inner<K> {
+    /// Keeps `key` from being handed out before `until`. Rests of keys that are never added
+    /// again are swept out once they have expired, whenever the map has doubled.
+    fn rest(&mut self, key: K, until: Instant) {
+        self.not_before.insert(key, until);
+        if self.not_before.len() >= self.sweep_at {
+            let now = Instant::now();
+            self.not_before.retain(|_, t| *t > now);
+            self.sweep_at = (self.not_before.len() * 2).max(SWEEP_MIN);
+        }
+    }
+
     fn schedule(&mut self, key: K, at: Instant) {
-        if self.processing.contains(&key) {
+        let at = match self.not_before.get(&key) {
+            Some(&rest) => at.max(rest),
+            None => at,
+        };
+        if self.processing.contains_key(&key) {
             let e = self.dirty.entry(key).or_insert(at);
             *e = (*e).min(at);
             return;
@@ -304,6 +373,98 @@ mod tests {
         assert_eq!(q.failures(&"a".to_string()), 0);
         let k = q.next().await.unwrap();
         assert_eq!(q.done(&k, Outcome::Retry), Some(Duration::from_millis(100)));
+    }
+
+    fn cooling(factor: u32, max_ms: u64) -> WorkQueue<String> {
+        WorkQueue::with_cooldown(
+            NO_JITTER,
+            Cooldown {
+                factor,
+                max: Duration::from_millis(max_ms),
+            },
+        )
+    }
+
+    /// Takes `key` and holds it for `took`, as a reconcile that long would.
+    async fn reconcile_for(q: &WorkQueue<String>, took: Duration, outcome: Outcome) -> Instant {
+        let k = q.next().await.unwrap();
+        tokio::time::advance(took).await;
+        q.done(&k, outcome);
+        Instant::now()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hot_key_rests_for_a_multiple_of_its_last_reconcile() {
+        let q = cooling(3, 1000);
+        q.add("svc".to_string());
+        let k = q.next().await.unwrap();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        // Changes while it is reconciled, and right after: one run, 3 × 100 ms later.
+        q.add("svc".to_string());
+        q.done(&k, Outcome::Forget);
+        let done = Instant::now();
+        for _ in 0..10 {
+            q.add("svc".to_string());
+        }
+        // Another key is not held up by svc's rest.
+        q.add("other".to_string());
+        assert_eq!(q.next().await.as_deref(), Some("other"));
+        assert!(Instant::now() - done < Duration::from_millis(1));
+        assert_eq!(q.next().await.as_deref(), Some("svc"));
+        assert_eq!(Instant::now() - done, Duration::from_millis(300));
+        assert_eq!(q.len(), 0, "the adds of the rest coalesced into one run");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rest_is_capped_and_ends() {
+        let q = cooling(10, 500);
+        q.add("a".to_string());
+        let done = reconcile_for(&q, Duration::from_secs(2), Outcome::Forget).await;
+        q.add("a".to_string());
+        let k = q.next().await.unwrap();
+        assert_eq!(Instant::now() - done, Duration::from_millis(500));
+        // A reconcile that took no time leaves no rest: an add runs at once.
+        q.done(&k, Outcome::Forget);
+        q.add("a".to_string());
+        let t = Instant::now();
+        assert_eq!(q.next().await.as_deref(), Some("a"));
+        assert_eq!(Instant::now(), t);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_conflict_runs_again_after_the_rest_without_backoff() {
+        let cq = cooling(2, 1000);
+        cq.add("a".to_string());
+        let mut last_done = None;
+        for _ in 0..5 {
+            let k = cq.next().await.unwrap();
+            if let Some(done) = last_done {
+                assert_eq!(Instant::now() - done, Duration::from_millis(40));
+            }
+            tokio::time::advance(Duration::from_millis(20)).await;
+            assert_eq!(cq.done(&k, Outcome::Conflict), None);
+            assert_eq!(cq.failures(&k), 0, "a conflict is not a failure");
+            last_done = Some(Instant::now());
+        }
+        // Without a cooldown, at once.
+        let q = q();
+        q.add("b".to_string());
+        let k = q.next().await.unwrap();
+        q.done(&k, Outcome::Conflict);
+        let t = Instant::now();
+        assert_eq!(q.next().await.as_deref(), Some("b"));
+        assert_eq!(Instant::now(), t);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_rests_are_swept() {
+        let q = cooling(1, 1000);
+        for i in 0..(SWEEP_MIN + 10) {
+            q.add(format!("k{i}"));
+            reconcile_for(&q, Duration::from_millis(1), Outcome::Forget).await;
+            tokio::time::advance(Duration::from_millis(2)).await;
+        }
+        assert!(q.lock().not_before.len() < SWEEP_MIN);
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,7 +17,7 @@ use swarm_api::{
     Condition, Lease, LeaseSpec, Network, PortProtocol, Service, Task, TaskState, Timestamp,
 };
 use swarm_client::runtime::watcher::Config;
-use swarm_client::runtime::{Action, Controller, ControllerConfig, Store, Trigger};
+use swarm_client::runtime::{Action, Controller, ControllerConfig, ReconcileError, Store, Trigger};
 use swarm_client::{Client, ClientError, Operation};
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +53,9 @@ pub enum Error {
     #[error("moving tasks to pending: {0}")]
     Flush(String),
 }
+
+/// Conflicts (a lost CAS) are found in the `source()` chain and retried promptly.
+impl ReconcileError for Error {}
 
 fn api(what: impl Into<String>) -> impl FnOnce(ClientError) -> Error {
     let what = what.into();

@@ -1,10 +1,12 @@
 //! The placement controller: the pure scheduler over the runtime's caches.
 //!
 //! Nodes are the primary kind; a node change that matters to placement (not a heartbeat)
-//! and every task change enqueue one key, `PASS`. The work queue dedupes it, so a burst of
+//! and a task change that matters (`matters`: a task to place, or one giving its resources
+//! back) enqueue one key, `PASS`. The work queue dedupes it, so a burst of
 //! changes becomes one pass; concurrency is 1, so passes never overlap. A pass builds the
 //! `Cluster` from the caches, schedules every pending task, and writes the decisions in
-//! batched transactions: `spec.nodeName` (conditional on the task's `resourceVersion`), then
+//! batched transactions (a pass with nothing pending stops before building the `Cluster`):
+//! `spec.nodeName` (conditional on the task's `resourceVersion`), then
 //! `status.state = assigned`. Until the cache catches up with its own writes, the controller
 //! remembers what it assigned (`assumed`), so a quick second pass neither places a task
 //! twice nor forgets the resources it took.
@@ -15,7 +17,7 @@ use std::time::SystemTime;
 
 use swarm_api::{Node, Task, TaskState, Timestamp};
 use swarm_client::runtime::watcher::Config;
-use swarm_client::runtime::{Action, Controller, ControllerConfig, Store};
+use swarm_client::runtime::{Action, Change, Controller, ControllerConfig, ReconcileError, Store};
 use swarm_client::{Client, Operation};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +46,9 @@ pub enum Error {
         source: serde_json::Error,
     },
 }
+
+/// Conflicts (a lost CAS) are found in the `source()` chain and retried promptly.
+impl ReconcileError for Error {}
 
 pub struct Ctx {
     pub client: Client,
@@ -82,7 +87,13 @@ pub fn controller(client: Client, _opts: &Options) -> (Controller<Node>, Arc<Ctx
     let mut c =
         Controller::<Node>::with_config("placement", client.clone(), Config::default(), config);
     let nodes = c.store();
-    let tasks = c.watches(Config::default(), |_: &Task| vec![PASS.to_string()]);
+    let tasks = c.watches_changes(Config::default(), |t: &Task, change| {
+        if matters(t, change) {
+            vec![PASS.to_string()]
+        } else {
+            Vec::new()
+        }
+    });
     let ctx = Arc::new(Ctx {
         client,
         nodes,
@@ -92,6 +103,16 @@ pub fn controller(client: Client, _opts: &Options) -> (Controller<Node>, Arc<Ctx
         seen: Mutex::new(HashMap::new()),
     });
     (c, ctx)
+}
+
+/// Whether a task change can change what a pass does: a task to place (PENDING), or
+/// resources and spread counts given back (deleted, ended, or on its way out). A task going
+/// from ASSIGNED to RUNNING holds what it held, so it wakes nothing.
+pub fn matters(t: &Task, change: Change) -> bool {
+    change == Change::Deleted
+        || is_pending(t)
+        || t.status.state.is_terminal()
+        || t.spec.desired_state > TaskState::Running
 }
 
 /// Runs the placement controller until `stop`.
@@ -140,14 +161,7 @@ fn snapshot(ctx: &Ctx) -> Vec<Arc<Task>> {
 }
 
 async fn pass(ctx: &Ctx) -> Result<Action, Error> {
-    let nodes = ctx.nodes.state();
     let tasks = snapshot(ctx);
-    let mut cluster = Cluster::build(
-        nodes.iter().map(|n| &**n),
-        tasks.iter().map(|t| &**t),
-        SystemTime::now(),
-        ctx.ranking,
-    );
     let mut pending: Vec<&Task> = tasks
         .iter()
         .map(|t| &**t)
@@ -156,6 +170,13 @@ async fn pass(ctx: &Ctx) -> Result<Action, Error> {
     if pending.is_empty() {
         return Ok(Action::await_change());
     }
+    let nodes = ctx.nodes.state();
+    let mut cluster = Cluster::build(
+        nodes.iter().map(|n| &**n),
+        tasks.iter().map(|t| &**t),
+        SystemTime::now(),
+        ctx.ranking,
+    );
     // Slots in order, so a pass is deterministic.
     pending.sort_by(|a, b| {
         (

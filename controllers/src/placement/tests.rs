@@ -361,3 +361,30 @@ fn groups_per_generation_share_counts() {
     let m = spread(&c, &out);
     assert_eq!(m.len(), 2);
 }
+
+#[test]
+fn only_tasks_to_place_or_leaving_wake_a_pass() {
+    use super::controller::matters;
+    use swarm_client::runtime::Change;
+    let at = |state: TaskState| {
+        let mut t = task("web", 1);
+        t.status.state = state;
+        t
+    };
+    let woke: Vec<TaskState> = [
+        TaskState::New,
+        TaskState::Pending,
+        TaskState::Assigned,
+        TaskState::Preparing,
+        TaskState::Running,
+        TaskState::Failed,
+    ]
+    .into_iter()
+    .filter(|s| matters(&at(*s), Change::Applied))
+    .collect();
+    assert_eq!(woke, vec![TaskState::Pending, TaskState::Failed]);
+    assert!(matters(&at(TaskState::Running), Change::Deleted));
+    let mut leaving = at(TaskState::Running);
+    leaving.spec.desired_state = TaskState::Shutdown;
+    assert!(matters(&leaving, Change::Applied));
+}

@@ -2,15 +2,16 @@
 //! (replicated), one per eligible node (global), or runs to completion (jobs) — with the
 //! restart policy, and replaces tasks of down or drained nodes.
 //!
-//! One reconcile per service (the key is its name): read the service, its tasks and the
-//! nodes from the caches, let the pure planner for its mode decide (`replicated`, `global`,
+//! One reconcile per service (the key is its name), woken by the service, by a task change
+//! that can change its plan or counts (`matters`), and by node changes that matter: read the
+//! service, its tasks and the nodes from the caches, let the pure planner for its mode decide (`replicated`, `global`,
 //! `jobs`), carry out the plan's writes, then report `status.replicas` and
 //! `status.observedGeneration`. Every write is safe against a stale cache and against a second
 //! replica: creates are create-if-absent on deterministic names, and the other writes are
 //! conditional on the `resourceVersion` read (a conflict retries the whole reconcile).
 //!
 //! The task cache lags behind the controller's own creates (at 100,000 tasks, by seconds), and
-//! every task event re-runs the reconcile; a plan made from the lagging cache would create the
+//! task events re-run the reconcile; a plan made from the lagging cache would create the
 //! same tasks again, each refused as `AlreadyExists` one request at a time. So, like
 //! placement's `assumed`, the controller lays the tasks it created over the cache until the
 //! cache has them (or has moved past their revision without them: deleted meanwhile).
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 use swarm_api::{Node, ReplicaStatus, Service, ServiceMode, Task, TaskState};
 use swarm_client::runtime::watcher::Config;
-use swarm_client::runtime::{Action, Change, Controller, ControllerConfig, Store};
+use swarm_client::runtime::{Action, Change, Controller, ControllerConfig, ReconcileError, Store};
 use swarm_client::{Client, ClientError, Operation};
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +62,9 @@ pub enum Error {
         source: serde_json::Error,
     },
 }
+
+/// Conflicts (a lost CAS) are found in the `source()` chain and retried promptly.
+impl ReconcileError for Error {}
 
 /// What reconcile reads and writes through.
 pub struct Ctx {
@@ -97,8 +101,12 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         config,
     );
     let services = c.store();
-    let tasks = c.watches_indexed(Config::default(), Some(by_service), |t: &Task, _| {
-        vec![t.spec.service.clone()]
+    let tasks = c.watches_indexed(Config::default(), Some(by_service), |t: &Task, change| {
+        if matters(t, change) {
+            vec![t.spec.service.clone()]
+        } else {
+            Vec::new()
+        }
     });
     let all = services.clone();
     let seen: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
@@ -124,6 +132,24 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         assumed: Mutex::new(HashMap::new()),
     });
     (c, ctx)
+}
+
+/// Whether a task change can change its service's plan or `status.replicas`; the others
+/// (a task on its way from PENDING to RUNNING: allocated, bound, accepted, preparing...)
+/// wake nothing, so a service of 100,000 tasks is not re-planned for each of those steps.
+///
+/// What the planners read of a task: its slot and attempt (fixed at creation: NEW), its
+/// desired state (when not RUNNING, shown), whether it runs (RUNNING) or ended (terminal)
+/// for counts and the restart policy, and its node once bound (ASSIGNED) for node checks.
+/// Judged on the new version alone: every change that matters leaves one of these marks.
+pub fn matters(t: &Task, change: Change) -> bool {
+    change == Change::Deleted
+        || t.spec.desired_state != TaskState::Running
+        || t.status.state.is_terminal()
+        || matches!(
+            t.status.state,
+            TaskState::New | TaskState::Assigned | TaskState::Running
+        )
 }
 
 /// The task cache's index: tasks by service name.
@@ -457,4 +483,34 @@ pub fn by_slot<'a>(
         m.entry(slot_key(t)).or_default().push(t);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plan::fixtures::{service, task};
+    use swarm_api::ServiceMode;
+    use swarm_api::TaskState::*;
+
+    const LIFE: [TaskState; 9] = [
+        New, Pending, Assigned, Accepted, Preparing, Ready, Starting, Running, Failed,
+    ];
+
+    #[test]
+    fn a_task_wakes_its_service_only_at_the_steps_that_change_slots_or_counts() {
+        let svc = service("web", ServiceMode::Replicated { replicas: 1 });
+        let at = |state| (*task(&svc, 1, 1, Some("n1"), state)).clone();
+        let woke: Vec<TaskState> = LIFE
+            .into_iter()
+            .filter(|s| matters(&at(*s), Change::Applied))
+            .collect();
+        assert_eq!(woke, vec![New, Assigned, Running, Failed]);
+        // Whatever its state: a deletion, or a desired state other than RUNNING.
+        assert!(matters(&at(Preparing), Change::Deleted));
+        for desired in [Ready, Shutdown, Remove, Complete] {
+            let mut t = at(Preparing);
+            t.spec.desired_state = desired;
+            assert!(matters(&t, Change::Applied), "desired {desired}");
+        }
+    }
 }

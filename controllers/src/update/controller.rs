@@ -1,5 +1,6 @@
-//! The update controller over the runtime: services are primary, a task change wakes its
-//! service. Each reconcile reads the caches, asks `plan` what to do, and writes it —
+//! The update controller over the runtime: services are primary, a task change that can
+//! matter to an update (`matters`) wakes its service. Each reconcile reads its service's
+//! tasks from the cache's by-service index, asks `plan` what to do, and writes it —
 //! status first (a new update or a verdict), then the task steps, each replace in one
 //! transaction with its create-if-absent successor.
 
@@ -7,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use swarm_api::{Node, NodeState, Service, Task, TaskState};
+use swarm_api::{Node, NodeState, Service, Task, TaskState, UpdateState};
 use swarm_client::runtime::watcher::Config;
-use swarm_client::runtime::{Action, Change, Controller, ControllerConfig, Store};
+use swarm_client::runtime::{Action, Change, Controller, ControllerConfig, ReconcileError, Store};
 use swarm_client::{Client, ClientError, Operation};
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +18,7 @@ use super::plan::{self, Step};
 use super::{ROLLBACK_ANNOTATION, UPDATE_ANNOTATION};
 use crate::Options;
 use crate::placement::batch::revision;
+use crate::replication::by_service;
 use crate::replication::plan::tasks_of;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,9 @@ pub enum Error {
         source: serde_json::Error,
     },
 }
+
+/// Conflicts (a lost CAS) are found in the `source()` chain and retried promptly.
+impl ReconcileError for Error {}
 
 fn api(what: impl Into<String>) -> impl FnOnce(ClientError) -> Error {
     let what = what.into();
@@ -102,22 +107,31 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
     let services = c.store();
     let running: Arc<Mutex<HashMap<String, SystemTime>>> = Arc::default();
     let seen = running.clone();
-    let tasks = c.watches_changes(Config::default(), move |t: &Task, change| {
-        if t.metadata.annotations.contains_key(UPDATE_ANNOTATION) {
-            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            match change {
-                Change::Deleted => {
-                    seen.remove(&t.metadata.name);
+    let owners = services.clone();
+    let tasks = c.watches_indexed(
+        Config::default(),
+        Some(by_service),
+        move |t: &Task, change| {
+            if t.metadata.annotations.contains_key(UPDATE_ANNOTATION) {
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                match change {
+                    Change::Deleted => {
+                        seen.remove(&t.metadata.name);
+                    }
+                    Change::Applied if t.status.state == TaskState::Running => {
+                        let at = t.status.timestamp.map_or_else(SystemTime::now, |ts| ts.0);
+                        seen.entry(t.metadata.name.clone()).or_insert(at);
+                    }
+                    Change::Applied => {}
                 }
-                Change::Applied if t.status.state == TaskState::Running => {
-                    let at = t.status.timestamp.map_or_else(SystemTime::now, |ts| ts.0);
-                    seen.entry(t.metadata.name.clone()).or_insert(at);
-                }
-                Change::Applied => {}
             }
-        }
-        vec![t.spec.service.clone()]
-    });
+            if matters(t, owners.get(&t.spec.service).as_deref()) {
+                vec![t.spec.service.clone()]
+            } else {
+                Vec::new()
+            }
+        },
+    );
     let nodes = c.caches(Config::default());
     let ctx = Arc::new(Ctx {
         client,
@@ -128,6 +142,27 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         running,
     });
     (c, ctx)
+}
+
+/// Whether a task change can matter to the update of its service. During an update (also
+/// paused: its started slots still come up), or with the service unknown, every change does.
+/// Outside one (none, or completed) only a task of another template than the service's
+/// (it starts one) or a held successor (desired READY) does — so the steps of a scale-up,
+/// 100,000 tasks each going NEW → RUNNING, wake nothing here. A change of the service
+/// wakes its key anyway, whatever its tasks do.
+pub fn matters(t: &Task, svc: Option<&Service>) -> bool {
+    let Some(svc) = svc else {
+        return true;
+    };
+    let settled = svc.status.update_status.as_ref().is_none_or(|u| {
+        matches!(
+            u.state,
+            UpdateState::Completed | UpdateState::RollbackCompleted
+        )
+    });
+    !settled
+        || t.spec.desired_state == TaskState::Ready
+        || t.spec.template != svc.spec.task_template
 }
 
 /// Runs the update controller until `stop`.
@@ -156,7 +191,7 @@ pub async fn reconcile(name: String, ctx: Arc<Ctx>) -> Result<Action, Error> {
         // Our own successors are on their way into the cache; their events wake us too.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    let all = ctx.tasks.state();
+    let all = ctx.tasks.indexed(&name);
     let tasks = tasks_of(&svc, &all);
     let node_ok = |n: &str| {
         ctx.nodes
@@ -273,7 +308,7 @@ async fn manual_rollback(
     let target = plan::rollback_target(svc, generation).map(|r| r.template.clone());
     match target {
         Some(t) => {
-            let all = ctx.tasks.state();
+            let all = ctx.tasks.indexed(&svc.metadata.name);
             let dirty_slots = plan::dirty_count(svc, &tasks_of(svc, &all), &t);
             next.spec.task_template = t;
             let status = swarm_api::UpdateStatus {

@@ -556,3 +556,51 @@ fn after_the_last_slot_the_update_watches_delay_then_monitor_or_delay_plus_one_s
     assert_eq!(status.state, UpdateState::Completed);
     assert_eq!(status.dirty_slots, 3);
 }
+
+#[test]
+fn outside_an_update_only_out_of_date_or_held_tasks_wake_the_service() {
+    use super::controller::matters;
+    let svc = service("app:1", 3);
+    let now = SystemTime::now();
+    // Every step of a task of the current template: nothing to update.
+    for state in [
+        TaskState::New,
+        TaskState::Pending,
+        TaskState::Assigned,
+        TaskState::Running,
+        TaskState::Failed,
+    ] {
+        assert!(
+            !matters(&task_of(&svc, 1, 1, state, now), Some(&svc)),
+            "{state}"
+        );
+    }
+    let mut done = svc.clone();
+    done.status.update_status = Some(UpdateStatus {
+        state: UpdateState::Completed,
+        ..Default::default()
+    });
+    assert!(!matters(
+        &task_of(&svc, 1, 1, TaskState::Running, now),
+        Some(&done)
+    ));
+    // A task of another template (an update to start), a held successor, an unknown service.
+    let old = task_of(&service("app:0", 3), 1, 1, TaskState::Running, now);
+    assert!(matters(&old, Some(&svc)));
+    let mut held = (*task_of(&svc, 1, 2, TaskState::Ready, now)).clone();
+    held.spec.desired_state = TaskState::Ready;
+    assert!(matters(&held, Some(&svc)));
+    assert!(matters(&task_of(&svc, 1, 1, TaskState::Running, now), None));
+    // During an update (paused too), every change.
+    for state in [
+        UpdateState::Updating,
+        UpdateState::Paused,
+        UpdateState::RollbackStarted,
+    ] {
+        let (mut svc, tasks, _) = updating(|_| {});
+        svc.status.update_status.as_mut().unwrap().state = state;
+        let current = task_of(&svc, 1, 2, TaskState::Preparing, now);
+        assert!(matters(&current, Some(&svc)), "{state:?}");
+        assert!(matters(&tasks[0], Some(&svc)));
+    }
+}
