@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use swarm_api::StatusReason;
 use swarm_pki::{Identity, Role};
 
-use super::join::invalid;
+use super::join::{invalid, sign_csr};
 use super::{AppState, JsonBody};
 use crate::authz::CONTROLLERS;
 use crate::errors::{ApiError, ApiResult};
@@ -68,15 +68,7 @@ pub async fn issue(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiR
         .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
     let name = controller_named(&req.identity)?;
     let identity = Identity::new(name, Role::Controller, pki.ca.cluster_id());
-    let certificate = pki
-        .ca
-        .sign_csr(&req.csr, &identity, &[], pki.validity())
-        .map_err(|e| {
-            invalid(
-                "csr",
-                format!("not a usable certificate signing request: {e}"),
-            )
-        })?;
+    let certificate = sign_csr(pki, &req.csr, &identity)?;
     tracing::info!(%identity, "controller certificate issued");
     Ok(Json(json!({
         "identity": req.identity,

@@ -48,6 +48,24 @@ pub(super) fn invalid(field: &str, message: String) -> ApiError {
     )))
 }
 
+/// Signs a caller's certificate signing request for `identity`, with the cluster's usual
+/// lifetime; a CSR that cannot be used is a 422 on the `csr` field. Join, renewal and
+/// controller certificates all go through here.
+pub(super) fn sign_csr(
+    pki: &crate::cluster_pki::ClusterPki,
+    csr: &str,
+    identity: &Identity,
+) -> ApiResult<String> {
+    pki.ca
+        .sign_csr(csr, identity, &[], pki.validity())
+        .map_err(|e| {
+            invalid(
+                "csr",
+                format!("not a usable certificate signing request: {e}"),
+            )
+        })
+}
+
 pub async fn join(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
     let Some(pki) = st.pki.as_ref() else {
         return Err(ApiError::new(
@@ -83,15 +101,7 @@ pub async fn join(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiRe
     };
     let node_id = claim_node_name(&st, &req.hostname, role).await?;
     let identity = Identity::new(&node_id, role, pki.ca.cluster_id());
-    let certificate = pki
-        .ca
-        .sign_csr(&req.csr, &identity, &[], pki.validity())
-        .map_err(|e| {
-            invalid(
-                "csr",
-                format!("not a usable certificate signing request: {e}"),
-            )
-        })?;
+    let certificate = sign_csr(pki, &req.csr, &identity)?;
     tracing::info!(node = %node_id, hostname = %req.hostname, %role, "machine joined");
     Ok(Json(json!({
         "nodeId": node_id,
@@ -218,15 +228,7 @@ pub async fn renew(
     };
     let req: RenewRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request(format!("invalid renew request: {e}")))?;
-    let certificate = pki
-        .ca
-        .sign_csr(&req.csr, &who, &[], pki.validity())
-        .map_err(|e| {
-            invalid(
-                "csr",
-                format!("not a usable certificate signing request: {e}"),
-            )
-        })?;
+    let certificate = sign_csr(pki, &req.csr, &who)?;
     tracing::info!(identity = %who, "certificate renewed");
     Ok(Json(
         json!({ "certificate": certificate, "ca": pki.ca.cert_pem() }),
