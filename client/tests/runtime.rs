@@ -2,8 +2,9 @@
 //! list → watch → resume → relist cycle, the reflector cache, and leader election between two
 //! candidates. Timeouts here only guard against hangs; the assertions are about behaviour.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -12,9 +13,10 @@ use swarm_apiserver::server::{RunningServer, Server, ServerOptions};
 use swarm_apiserver::store::Store as KvStore;
 use swarm_apiserver::store::embedded::EmbeddedStore;
 use swarm_apiserver::watch_cache::CacheOptions;
-use swarm_client::Client;
 use swarm_client::runtime::watcher::{self, Event, WatchError};
 use swarm_client::runtime::{BackoffConfig, LeaderConfig, LeaderElector, Writer, reflector};
+use swarm_client::{Client, Operation};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -204,6 +206,105 @@ async fn relists_when_its_version_is_compacted_away() {
     // Only the relist's objects: a cache swapping at InitDone forgets "mine".
     let start = relisted.iter().rposition(|n| n == "<init>").unwrap();
     assert_eq!(&relisted[start..], &["<init>", "new", "<done>"]);
+}
+
+/// A loopback proxy to `upstream` that cuts the first response carrying at least `after`
+/// `ADDED` events right after the `after`th event's line, and forwards everything else whole.
+/// Sets `cut` when it has cut.
+async fn cutting_proxy(upstream: String, after: usize, cut: Arc<AtomicBool>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = listener.accept().await {
+            let (upstream, cut) = (upstream.clone(), cut.clone());
+            tokio::spawn(async move {
+                let Ok(up) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut up_read, mut up_write) = up.into_split();
+                let (mut down_read, mut down_write) = down.split();
+                let requests = tokio::io::copy(&mut down_read, &mut up_write);
+                let responses = async {
+                    let mut seen = Vec::new();
+                    let mut sent = 0;
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let n = up_read.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        let cut_here = if cut.load(Ordering::SeqCst) {
+                            None
+                        } else {
+                            after_nth_event(&seen, after)
+                        };
+                        let end = cut_here.unwrap_or(seen.len());
+                        if down_write.write_all(&seen[sent..end]).await.is_err() {
+                            return;
+                        }
+                        sent = end;
+                        if cut_here.is_some() {
+                            cut.store(true, Ordering::SeqCst);
+                            return; // drops both halves: the client sees the stream break
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = requests => {}
+                    _ = responses => {}
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// The offset just past the line of the `n`th `ADDED` event in `bytes`, once that line is whole.
+fn after_nth_event(bytes: &[u8], n: usize) -> Option<usize> {
+    let needle = b"\"ADDED\"";
+    let at = bytes
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .nth(n - 1)?
+        .0;
+    let newline = bytes[at..].iter().position(|b| *b == b'\n')?;
+    Some(at + newline + 1)
+}
+
+#[tokio::test]
+async fn a_watch_broken_inside_a_transaction_resumes_without_losing_its_other_writes() {
+    let api = start(Duration::from_secs(60)).await;
+    let cut = Arc::new(AtomicBool::new(false));
+    let upstream = api._server.url().trim_start_matches("http://").to_string();
+    let proxy = cutting_proxy(upstream, 5, cut.clone()).await;
+    let via_proxy = Client::new(&proxy).unwrap();
+    let mut w = watcher::watcher::<Network>(via_proxy, quick());
+    let mut errors = Vec::new();
+    assert_eq!(next_event(&mut w, &mut errors).await, Event::Init);
+    assert_eq!(next_event(&mut w, &mut errors).await, Event::InitDone);
+    // Twenty networks in one transaction: one revision, twenty events. The proxy breaks the
+    // watch after the fifth; the watcher must resume from before that revision.
+    let names: Vec<String> = (0..20).map(|i| format!("txn{i:02}")).collect();
+    let ops: Vec<Operation> = names
+        .iter()
+        .map(|n| Operation::create(&net(n, &[])).unwrap())
+        .collect();
+    api.client.transaction(&ops).await.unwrap();
+    let mut got = BTreeSet::new();
+    while got.len() < names.len() {
+        let e = next_event(&mut w, &mut errors).await;
+        if let Event::Apply(o) = e {
+            got.insert(o.metadata.name);
+        }
+    }
+    assert!(cut.load(Ordering::SeqCst), "the proxy never cut the watch");
+    assert!(
+        !errors.is_empty(),
+        "the watch was cut, so the watcher saw it break"
+    );
+    assert_eq!(got.into_iter().collect::<Vec<_>>(), names);
 }
 
 #[tokio::test]

@@ -28,6 +28,9 @@ use swarm_bench::{ApiServer, StoreKind, load_average, print_table};
 use swarm_client::{Client, ClientConfig, ListParams, WatchEvent};
 use tokio_util::sync::CancellationToken;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The service the bench creates.
 const SERVICE: &str = "bench";
 

@@ -12,8 +12,11 @@
 //! * **List, then watch from the list's `resourceVersion`**: the list is a consistent
 //!   snapshot (all pages are read at the first page's revision), and the watch delivers
 //!   exactly the changes after it, so nothing is missed or seen twice.
-//! * **Resume**: every event and every `BOOKMARK` advances the version the watcher would
-//!   resume from; a broken stream (server timeout, connection reset) re-watches from there.
+//! * **Resume**: a broken stream (server timeout, connection reset, cut off for falling
+//!   behind) re-watches from the last revision whose every event was delivered (`Resume`):
+//!   one transaction is one revision but many events, and resuming *after* a revision the
+//!   stream broke inside would lose the rest of that transaction. A `BOOKMARK` moves the
+//!   resume point to its version.
 //! * **Relist** when that version is gone (410, or an `ERROR` event with `Expired`/`Gone`),
 //!   or is newer than anything the server has (504 `ResourceVersionTooLarge`: the store was
 //!   replaced or restored behind the watcher's back):
@@ -146,7 +149,7 @@ enum State<K> {
         resource_version: String,
     },
     Watching {
-        resource_version: String,
+        resume: Resume,
         stream: WatchStream<K>,
         /// Whether this connection delivered anything (a connection that ends at once,
         /// repeatedly, is backed off like an error).
@@ -254,7 +257,7 @@ impl<K: Resource> Machine<K> {
                 {
                     Ok(stream) => (
                         State::Watching {
-                            resource_version,
+                            resume: Resume::at(resource_version),
                             stream,
                             productive: false,
                         },
@@ -265,13 +268,16 @@ impl<K: Resource> Machine<K> {
                 }
             }
             State::Watching {
-                mut resource_version,
+                mut resume,
                 mut stream,
                 productive,
             } => match stream.next().await {
                 Some(Ok(event)) => {
                     if let Some(rv) = event.resource_version() {
-                        resource_version = rv.to_string();
+                        match &event {
+                            WatchEvent::Bookmark(_) => resume.bookmark(rv),
+                            _ => resume.event(rv),
+                        }
                     }
                     let step = match event {
                         WatchEvent::Added(o) | WatchEvent::Modified(o) => {
@@ -286,7 +292,9 @@ impl<K: Resource> Machine<K> {
                                 if gone {
                                     State::Empty
                                 } else {
-                                    State::InitListed { resource_version }
+                                    State::InitListed {
+                                        resource_version: resume.complete,
+                                    }
                                 },
                                 Step::Fail(e),
                             );
@@ -294,7 +302,7 @@ impl<K: Resource> Machine<K> {
                     };
                     (
                         State::Watching {
-                            resource_version,
+                            resume,
                             stream,
                             productive: true,
                         },
@@ -304,19 +312,23 @@ impl<K: Resource> Machine<K> {
                 // A line we cannot decode: report it, keep the stream.
                 Some(Err(e @ ClientError::Decode { .. })) => (
                     State::Watching {
-                        resource_version,
+                        resume,
                         stream,
                         productive,
                     },
                     Step::Fail(WatchError::Stream(e)),
                 ),
                 Some(Err(e)) => (
-                    State::InitListed { resource_version },
+                    State::InitListed {
+                        resource_version: resume.complete,
+                    },
                     Step::Fail(WatchError::Stream(e)),
                 ),
                 // The server ended the watch (timeout, shutdown): resume from where we are.
                 None => (
-                    State::InitListed { resource_version },
+                    State::InitListed {
+                        resource_version: resume.complete,
+                    },
                     if productive { Step::Quiet } else { Step::Idle },
                 ),
             },
@@ -365,6 +377,46 @@ impl<K: Resource> Machine<K> {
     }
 }
 
+/// Where a broken watch resumes from.
+///
+/// A transaction is one store revision, delivered as one event per object it wrote. A watch
+/// that breaks part-way through those events (cut off for falling behind, a reset connection)
+/// must not resume *after* that revision: the rest of the transaction would never come. So
+/// the watcher resumes from the last revision known to be complete — one that an event of a
+/// later revision, or a bookmark, has closed — and takes the events of the open revision it
+/// already had once more (applying an object twice changes nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Resume {
+    /// Every event at or before this version has been delivered.
+    complete: String,
+    /// The version of the last event, whose revision may have more events to come.
+    open: Option<String>,
+}
+
+impl Resume {
+    fn at(complete: String) -> Self {
+        Resume {
+            complete,
+            open: None,
+        }
+    }
+
+    /// An object event at `rv`: a new revision closes the one before it.
+    fn event(&mut self, rv: &str) {
+        if self.open.as_deref() != Some(rv)
+            && let Some(closed) = self.open.replace(rv.to_string())
+        {
+            self.complete = closed;
+        }
+    }
+
+    /// A bookmark at `rv`: everything up to it has been delivered.
+    fn bookmark(&mut self, rv: &str) {
+        self.complete = rv.to_string();
+        self.open = None;
+    }
+}
+
 /// The outcome of one transition.
 enum Step<K> {
     /// Emit this event.
@@ -381,6 +433,24 @@ enum Step<K> {
 mod tests {
     use super::*;
     use swarm_api::{StatusCause, StatusReason};
+
+    #[test]
+    fn a_watch_resumes_from_the_last_revision_it_has_every_event_of() {
+        let mut r = Resume::at("10".into());
+        // Three objects written by one transaction at 12, the watch breaks after two.
+        r.event("12");
+        r.event("12");
+        assert_eq!(r.complete, "10");
+        // An event of a later revision closes 12.
+        r.event("12");
+        r.event("13");
+        assert_eq!(r.complete, "12");
+        // A bookmark closes everything up to it, the open revision too.
+        r.bookmark("15");
+        assert_eq!(r, Resume::at("15".into()));
+        r.event("17");
+        assert_eq!(r.complete, "15");
+    }
 
     #[test]
     fn gone_too_large_and_other_errors_are_told_apart() {

@@ -244,9 +244,12 @@ fn with_assumed(ctx: &Ctx, service: &str, mut cached: Vec<Arc<Task>>) -> Vec<Arc
         .max()
         .unwrap_or(0);
     let names: HashSet<&str> = cached.iter().map(|t| t.metadata.name.as_str()).collect();
+    // A batch of creates is one revision, whose events the cache applies one at a time: a
+    // cache at that revision may hold only part of the batch. Only a later revision proves
+    // it has applied all of it.
     mine.retain(|a| {
         !names.contains(a.task.metadata.name.as_str())
-            && a.revision > seen
+            && a.revision >= seen
             && a.at.elapsed() < ASSUME_FOR
     });
     let extra: Vec<Arc<Task>> = mine.iter().map(|a| a.task.clone()).collect();
@@ -358,6 +361,7 @@ async fn create_all(client: &Client, tasks: Vec<Task>) -> Result<Vec<(Task, u64)
                 .collect())
         }
         Err(e) if e.is_already_exists() || e.is_conflict() => {
+            tracing::debug!(tasks = tasks.len(), first = %first, error = %e, "batch create lost a race; creating one by one");
             let mut result = Ok(());
             for t in tasks {
                 let r = apply(client, &Write::Create(Box::new(t))).await;
