@@ -14,7 +14,9 @@ use swarm_apiserver::store::Store as KvStore;
 use swarm_apiserver::store::embedded::EmbeddedStore;
 use swarm_apiserver::watch_cache::CacheOptions;
 use swarm_client::runtime::watcher::{self, Event, WatchError};
-use swarm_client::runtime::{BackoffConfig, LeaderConfig, LeaderElector, Writer, reflector};
+use swarm_client::runtime::{
+    BackoffConfig, LeaderConfig, LeaderElector, SharedCaches, Writer, reflector,
+};
 use swarm_client::{Client, Operation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -337,6 +339,69 @@ async fn bookmarks_advance_the_resume_version() {
         "{e:?}"
     );
     assert!(errors.is_empty(), "a relist happened: {errors:?}");
+}
+
+/// Records what a subscriber of a shared cache is handed.
+fn recorder(
+    log: &Arc<std::sync::Mutex<Vec<String>>>,
+) -> impl Fn(&Event<Network>) + Send + Sync + 'static {
+    let log = log.clone();
+    move |e| log.lock().unwrap().push(name(e))
+}
+
+async fn until_logged(log: &Arc<std::sync::Mutex<Vec<String>>>, what: &str) {
+    tokio::time::timeout(PATIENCE, async {
+        while !log.lock().unwrap().iter().any(|n| n == what) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} never arrived: {:?}", log.lock().unwrap()));
+}
+
+#[tokio::test]
+async fn shared_caches_hand_every_subscriber_every_object_whenever_it_arrives() {
+    let api = start(Duration::from_millis(100)).await;
+    api.client.create(&net("a", &[])).await.unwrap();
+    let stop = CancellationToken::new();
+    let caches = SharedCaches::new(api.client.clone(), stop.clone());
+    let informer = caches.informer::<Network>(None);
+    let early = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _early_sub = informer.subscribe(recorder(&early));
+    until_logged(&early, "<done>").await;
+    api.client.create(&net("b", &[])).await.unwrap();
+    until_logged(&early, "b").await;
+
+    // A late subscriber (a controller that starts leading now) is shown the cache as a list,
+    // at once; the same kind asked for again is the same informer, with an index added.
+    let again =
+        caches.informer::<Network>(Some(|n: &Network| n.metadata.labels.get("app").cloned()));
+    let late = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let late_sub = again.subscribe(recorder(&late));
+    let mut replayed = late.lock().unwrap().clone();
+    let done = replayed.pop();
+    replayed.sort();
+    assert_eq!(
+        (replayed, done),
+        (vec!["a".into(), "b".into()], Some("<done>".into()))
+    );
+
+    // Both get what follows; the index covers what was cached before it was asked for.
+    api.client
+        .create(&net("c", &[("app", "web")]))
+        .await
+        .unwrap();
+    until_logged(&early, "c").await;
+    until_logged(&late, "c").await;
+    assert_eq!(informer.store().len(), 3);
+    assert_eq!(again.store().indexed("web").len(), 1);
+
+    // Unsubscribed: nothing more.
+    drop(late_sub);
+    api.client.create(&net("d", &[])).await.unwrap();
+    until_logged(&early, "d").await;
+    assert!(!late.lock().unwrap().iter().any(|n| n == "d"));
+    stop.cancel();
 }
 
 #[tokio::test]

@@ -61,7 +61,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         concurrency: opts.concurrency,
         ..ControllerConfig::default()
     };
-    let mut c = Controller::<Service>::with_config("gc", client.clone(), Config::default(), config);
+    let mut c = opts.controller::<Service>("gc", client.clone(), config);
     let services = c.store();
     let owners = services.clone();
     let tasks = c.watches_indexed(

@@ -4,7 +4,8 @@
 //! `run(name, client, opts, shutdown)` is the one entry point: the `swarm-controller NAME`
 //! binary and `swarm server` (in-process) both call it. Every controller runs under leader
 //! election on its own `Lease` (`swarm-controller-<name>`), so several replicas of one
-//! controller may run and exactly one acts.
+//! controller may run and exactly one acts. The controllers `run` starts share one watch and
+//! cache per kind (`SharedCaches`).
 
 pub mod gc;
 pub mod invariants;
@@ -22,7 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use swarm_client::Client;
-use swarm_client::runtime::{LeaderConfig, LeaderElector};
+use swarm_client::runtime::{LeaderConfig, LeaderElector, SharedCaches};
 use tokio_util::sync::CancellationToken;
 
 pub use options::Options;
@@ -81,6 +82,11 @@ pub async fn run_with(
     } else {
         return Err(RunError::Unknown(name.to_string()));
     };
+    // One watch and cache per kind for all of them (started when a controller first leads).
+    let mut opts = opts;
+    if opts.caches.is_none() {
+        opts.caches = Some(SharedCaches::new(client_for(names[0]), shutdown.clone()));
+    }
     let mut set = tokio::task::JoinSet::new();
     for n in names {
         let (client, opts, shutdown) = (client_for(n), opts.clone(), shutdown.clone());

@@ -64,7 +64,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Node>, Arc<Ctx>
         concurrency: opts.concurrency,
         ..ControllerConfig::default()
     };
-    let mut c = Controller::<Node>::with_config("nodes", client.clone(), Config::default(), config);
+    let mut c = opts.controller::<Node>("nodes", client.clone(), config);
     let tasks = c.caches::<Task>(Config::default());
     let ctx = Arc::new(Ctx {
         client,

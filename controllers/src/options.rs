@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+use swarm_api::Resource;
+use swarm_client::Client;
+use swarm_client::runtime::watcher::Config;
+use swarm_client::runtime::{Controller, ControllerConfig, SharedCaches};
+
 #[derive(Clone, Debug)]
 pub struct Options {
     /// This replica's name in leader election (unique per process).
@@ -20,6 +25,9 @@ pub struct Options {
     /// `--default-addr-pool`; 10.0.0.0/8). Clusters sharing one Docker engine need disjoint
     /// pools: their bridge networks share the host's address space.
     pub default_addr_pool: ipnet::Ipv4Net,
+    /// The watches and caches the controllers of this process share (`run_with` sets them;
+    /// `None`: each controller watches on its own).
+    pub caches: Option<SharedCaches>,
 }
 
 impl Default for Options {
@@ -32,11 +40,25 @@ impl Default for Options {
             history_limit: 5,
             concurrency: 4,
             default_addr_pool: crate::ipam::subnet::DEFAULT_POOL,
+            caches: None,
         }
     }
 }
 
 impl Options {
+    /// A controller named `name` of primary kind `K`, on the shared caches if there are any.
+    pub fn controller<K: Resource>(
+        &self,
+        name: &str,
+        client: Client,
+        config: ControllerConfig,
+    ) -> Controller<K> {
+        match &self.caches {
+            Some(caches) => Controller::sharing(name, client, caches, config),
+            None => Controller::with_config(name, client, Config::default(), config),
+        }
+    }
+
     /// How long a node may stay silent before it is `down`.
     pub fn node_timeout(&self) -> Duration {
         self.heartbeat_period * self.missed_heartbeats.max(1)

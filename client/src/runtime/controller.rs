@@ -26,7 +26,7 @@
 //! between its reconciles (`ControllerConfig::cooldown`, see `queue`).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -39,6 +39,7 @@ use super::backoff::BackoffConfig;
 use super::metrics::Metrics;
 use super::queue::{Cooldown, Outcome, WorkQueue};
 use super::reflector::{IndexFn, Store, Writer, reflector};
+use super::shared::{SharedCaches, Subscription};
 use super::watcher::{self, Event, watcher};
 use crate::{Client, ClientError};
 
@@ -165,12 +166,63 @@ pub struct Controller<K: Resource> {
     client: Client,
     queue: WorkQueue<String>,
     store: Store<K>,
-    /// Resolve once each store has its first list.
-    ready: Vec<BoxFuture<'static, bool>>,
-    /// The loops that feed stores and the queue, started by `run`.
-    drivers: Vec<BoxFuture<'static, ()>>,
+    feeds: Feeds,
+    /// Which changes of a primary object enqueue its key (every change when unset).
+    primary_filter: Arc<OnceLock<PrimaryFilter<K>>>,
     metrics: Metrics,
     config: ControllerConfig,
+}
+
+type PrimaryFilter<K> = Box<dyn Fn(&K, Change) -> bool + Send + Sync>;
+
+/// Where a controller's caches come from, and what keeps them fed.
+struct Feeds {
+    client: Client,
+    /// The process's shared caches, or `None`: the controller watches on its own.
+    caches: Option<SharedCaches>,
+    metrics: Metrics,
+    /// Resolve once each store has its first list.
+    ready: Vec<BoxFuture<'static, bool>>,
+    /// The loops that feed own stores and the queue, started by `run`.
+    drivers: Vec<BoxFuture<'static, ()>>,
+    /// Subscriptions to shared caches, held as long as the controller.
+    subscriptions: Vec<Subscription>,
+}
+
+impl Feeds {
+    /// A cache of `C` whose every event is also handed to `on_event`: the shared one, or one
+    /// of its own with a watcher driven by `run`.
+    fn feed<C: Resource>(
+        &mut self,
+        watch: watcher::Config,
+        index: Option<IndexFn<C>>,
+        on_event: impl Fn(&Event<C>) + Send + Sync + 'static,
+    ) -> Store<C> {
+        let store = match &self.caches {
+            Some(caches) => {
+                let informer = caches.informer::<C>(index);
+                let metrics = self.metrics.clone();
+                self.subscriptions.push(informer.subscribe(move |ev| {
+                    metrics.watch_event();
+                    on_event(ev);
+                }));
+                informer.store()
+            }
+            None => {
+                let writer = match index {
+                    Some(f) => Writer::<C>::with_index(f),
+                    None => Writer::<C>::new(),
+                };
+                let store = writer.store();
+                let stream = reflector(writer, watcher::<C>(self.client.clone(), watch));
+                self.drivers
+                    .push(drive(stream, self.metrics.clone(), on_event).boxed());
+                store
+            }
+        };
+        self.ready.push(ready_future(&store));
+        store
+    }
 }
 
 impl<K: Resource> Controller<K> {
@@ -179,39 +231,79 @@ impl<K: Resource> Controller<K> {
         Self::with_config(name, client, watch, ControllerConfig::default())
     }
 
+    /// A controller with watches and caches of its own.
     pub fn with_config(
         name: impl Into<String>,
         client: Client,
         watch: watcher::Config,
         config: ControllerConfig,
     ) -> Self {
-        let name = name.into();
+        Self::build(name.into(), client, None, watch, config)
+    }
+
+    /// A controller whose caches — of `K` and of every kind it watches — are the process's
+    /// shared ones (`SharedCaches`: whole kinds, one watch each for all its controllers).
+    pub fn sharing(
+        name: impl Into<String>,
+        client: Client,
+        caches: &SharedCaches,
+        config: ControllerConfig,
+    ) -> Self {
+        Self::build(
+            name.into(),
+            client,
+            Some(caches.clone()),
+            watcher::Config::default(),
+            config,
+        )
+    }
+
+    fn build(
+        name: String,
+        client: Client,
+        caches: Option<SharedCaches>,
+        watch: watcher::Config,
+        config: ControllerConfig,
+    ) -> Self {
         let queue = WorkQueue::with_cooldown(config.backoff, config.cooldown);
         let metrics = super::metrics::registry().register(&name);
-        let writer = Writer::<K>::new();
-        let store = writer.store();
-        let mut c = Controller {
-            name,
+        let mut feeds = Feeds {
             client: client.clone(),
-            queue: queue.clone(),
-            store: store.clone(),
+            caches,
+            metrics: metrics.clone(),
             ready: Vec::new(),
             drivers: Vec::new(),
-            metrics: metrics.clone(),
-            config,
+            subscriptions: Vec::new(),
         };
-        c.ready.push(ready_future(&store));
-        let stream = reflector(writer, watcher::<K>(client, watch));
-        c.drivers.push(
-            drive(stream, metrics, move |ev| match ev {
-                Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => {
-                    queue.add(o.name().to_string())
-                }
-                Event::Init | Event::InitDone => {}
-            })
-            .boxed(),
-        );
-        c
+        let primary_filter: Arc<OnceLock<PrimaryFilter<K>>> = Arc::default();
+        let (q, filter) = (queue.clone(), primary_filter.clone());
+        let store = feeds.feed(watch, None, move |ev: &Event<K>| {
+            let (o, change) = match ev {
+                Event::Apply(o) | Event::InitApply(o) => (o, Change::Applied),
+                Event::Delete(o) => (o, Change::Deleted),
+                Event::Init | Event::InitDone => return,
+            };
+            if filter.get().is_none_or(|f| f(o, change)) {
+                q.add(o.name().to_string());
+            }
+        });
+        Controller {
+            name,
+            client,
+            queue,
+            store,
+            feeds,
+            primary_filter,
+            metrics,
+            config,
+        }
+    }
+
+    /// Enqueues a change of a primary object only when `matters` says it can give the
+    /// controller work (e.g. ipam: a task to allocate or to release, not one on its way to
+    /// RUNNING). Set before `run`; a second call is ignored.
+    pub fn filter_primary(&mut self, matters: impl Fn(&K, Change) -> bool + Send + Sync + 'static) {
+        let _ = self.primary_filter.set(Box::new(matters));
     }
 
     /// The cache of the primary kind.
@@ -260,31 +352,20 @@ impl<K: Resource> Controller<K> {
         index: Option<IndexFn<C>>,
         mapper: impl Fn(&C, Change) -> Vec<String> + Send + Sync + 'static,
     ) -> Store<C> {
-        let writer = match index {
-            Some(f) => Writer::<C>::with_index(f),
-            None => Writer::<C>::new(),
-        };
-        let store = writer.store();
-        self.ready.push(ready_future(&store));
         let queue = self.queue.clone();
         let primaries = self.store.clone();
-        let stream = reflector(writer, watcher::<C>(self.client.clone(), watch));
-        self.drivers.push(
-            drive(stream, self.metrics.clone(), move |ev| {
-                let keys = match ev {
-                    Event::Apply(o) | Event::InitApply(o) => mapper(o, Change::Applied),
-                    Event::Delete(o) => mapper(o, Change::Deleted),
-                    Event::Init => Vec::new(),
-                    // Deletions missed while the watch was down leave no event: look at all.
-                    Event::InitDone => primaries.keys(),
-                };
-                for key in keys {
-                    queue.add(key);
-                }
-            })
-            .boxed(),
-        );
-        store
+        self.feeds.feed(watch, index, move |ev| {
+            let keys = match ev {
+                Event::Apply(o) | Event::InitApply(o) => mapper(o, Change::Applied),
+                Event::Delete(o) => mapper(o, Change::Deleted),
+                Event::Init => Vec::new(),
+                // Deletions missed while the watch was down leave no event: look at all.
+                Event::InitDone => primaries.keys(),
+            };
+            for key in keys {
+                queue.add(key);
+            }
+        })
     }
 
     /// Also watches `C`, mapping each object to the `K` named in its owner references.
@@ -318,12 +399,17 @@ impl<K: Resource> Controller<K> {
             name,
             queue,
             store,
-            ready,
-            drivers,
+            feeds,
             metrics,
             config,
             ..
         } = self;
+        let Feeds {
+            ready,
+            drivers,
+            subscriptions: _subscriptions,
+            ..
+        } = feeds;
         // Dropping the JoinSet aborts the drivers.
         let mut feeding = JoinSet::new();
         for d in drivers {

@@ -145,6 +145,23 @@ impl<K: Resource> Writer<K> {
         }
     }
 
+    /// Indexes the cache by `key_of` from now on, unless it has an index already (a cache
+    /// keeps one; see `SharedCaches` for who sets it).
+    pub fn add_index(&mut self, key_of: IndexFn<K>) {
+        let mut cache = write(&self.map);
+        if cache.index.is_some() {
+            return;
+        }
+        let mut ix = Index {
+            key_of,
+            names: HashMap::new(),
+        };
+        for (name, obj) in &cache.objects {
+            ix.add(name, obj);
+        }
+        cache.index = Some(ix);
+    }
+
     /// A reader of this writer's cache.
     pub fn store(&self) -> Store<K> {
         Store {

@@ -17,7 +17,9 @@ use swarm_api::{
     Condition, Lease, LeaseSpec, Network, PortProtocol, Service, Task, TaskState, Timestamp,
 };
 use swarm_client::runtime::watcher::Config;
-use swarm_client::runtime::{Action, Controller, ControllerConfig, ReconcileError, Store, Trigger};
+use swarm_client::runtime::{
+    Action, Change, Controller, ControllerConfig, ReconcileError, Store, Trigger,
+};
 use swarm_client::{Client, ClientError, Operation};
 use tokio_util::sync::CancellationToken;
 
@@ -147,7 +149,14 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Task>, Arc<Ctx>
         concurrency: opts.concurrency,
         ..ControllerConfig::default()
     };
-    let mut c = Controller::<Task>::with_config("ipam", client.clone(), Config::default(), config);
+    let mut c = opts.controller::<Task>("ipam", client.clone(), config);
+    // A task gives ipam work while it is NEW (to allocate) and once it has ended or is gone
+    // (to release); the steps in between (PENDING … RUNNING) wake nothing.
+    c.filter_primary(|t: &Task, change| {
+        change == Change::Deleted
+            || t.status.state == TaskState::New
+            || t.status.state.is_terminal()
+    });
     let tasks = c.store();
     let services = c.watches(Config::default(), |s: &Service| {
         vec![service_key(&s.metadata.name)]

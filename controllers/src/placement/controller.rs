@@ -78,14 +78,13 @@ fn fingerprint(n: &Node) -> String {
     )
 }
 
-/// Builds the controller; `Options` has nothing placement tunes yet (concurrency is always 1).
-pub fn controller(client: Client, _opts: &Options) -> (Controller<Node>, Arc<Ctx>) {
+/// Builds the controller (concurrency is always 1, whatever `Options` say).
+pub fn controller(client: Client, opts: &Options) -> (Controller<Node>, Arc<Ctx>) {
     let config = ControllerConfig {
         concurrency: 1,
         ..ControllerConfig::default()
     };
-    let mut c =
-        Controller::<Node>::with_config("placement", client.clone(), Config::default(), config);
+    let mut c = opts.controller::<Node>("placement", client.clone(), config);
     let nodes = c.store();
     let tasks = c.watches_changes(Config::default(), |t: &Task, change| {
         if matters(t, change) {

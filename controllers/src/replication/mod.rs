@@ -94,12 +94,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         concurrency: opts.concurrency,
         ..ControllerConfig::default()
     };
-    let mut c = Controller::<Service>::with_config(
-        "replication",
-        client.clone(),
-        Config::default(),
-        config,
-    );
+    let mut c = opts.controller::<Service>("replication", client.clone(), config);
     let services = c.store();
     let tasks = c.watches_indexed(Config::default(), Some(by_service), |t: &Task, change| {
         if matters(t, change) {

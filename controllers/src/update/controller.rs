@@ -102,8 +102,7 @@ pub fn controller(client: Client, opts: &Options) -> (Controller<Service>, Arc<C
         concurrency: opts.concurrency,
         ..ControllerConfig::default()
     };
-    let mut c =
-        Controller::<Service>::with_config("update", client.clone(), Config::default(), config);
+    let mut c = opts.controller::<Service>("update", client.clone(), config);
     let services = c.store();
     let running: Arc<Mutex<HashMap<String, SystemTime>>> = Arc::default();
     let seen = running.clone();
