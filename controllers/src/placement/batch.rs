@@ -3,6 +3,7 @@
 //! (`operations[3]: …` — a stale `resourceVersion`, an object gone), that one is set aside
 //! and the rest are sent again: one loser never holds back the batch.
 
+use futures::StreamExt;
 use swarm_client::{Client, ClientError, Operation};
 
 /// Operations per transaction: below etcd's default `--max-txn-ops` of 128, which refuses a
@@ -30,53 +31,79 @@ fn failed_index(e: &ClientError) -> Option<usize> {
     from(&status.message).or_else(|| status.causes().iter().find_map(|c| from(&c.field)))
 }
 
-/// Commits `ops` in transactions of at most `BATCH`; one result per operation, in order: the
-/// object as written, or why not.
+/// Transactions of one `commit` in flight at once. The store commits transactions that
+/// arrive together in one sync (group commit), so a few in flight are worth several times one
+/// at a time; more would only queue behind each other.
+pub const IN_FLIGHT: usize = 4;
+
+/// Commits `ops` in transactions of at most `BATCH`, up to `IN_FLIGHT` at once; one result per
+/// operation, in order: the object as written, or why not.
 pub async fn commit(
     client: &Client,
     ops: Vec<Operation>,
 ) -> Vec<Result<serde_json::Value, OpError>> {
     let mut results: Vec<Option<Result<serde_json::Value, OpError>>> =
         (0..ops.len()).map(|_| None).collect();
-    let indexed: Vec<(usize, Operation)> = ops.into_iter().enumerate().collect();
-    for chunk in indexed.chunks(BATCH) {
-        let mut live: Vec<&(usize, Operation)> = chunk.iter().collect();
-        while !live.is_empty() {
-            let batch: Vec<Operation> = live.iter().map(|(_, op)| op.clone()).collect();
-            match client.transaction(&batch).await {
-                Ok(resp) => {
-                    for (k, (i, _)) in live.iter().enumerate() {
-                        let v = resp.results.get(k).cloned().unwrap_or_default();
-                        results[*i] = Some(Ok(v));
-                    }
-                    break;
-                }
-                Err(e) => match failed_index(&e) {
-                    Some(k) if k < live.len() => {
-                        let raced = e.is_conflict() || e.is_not_found() || e.is_already_exists();
-                        let err = if raced {
-                            OpError::Raced(e.to_string())
-                        } else {
-                            OpError::Failed(e.to_string())
-                        };
-                        let (i, _) = live.remove(k);
-                        results[*i] = Some(Err(err));
-                    }
-                    _ => {
-                        let msg = e.to_string();
-                        for (i, _) in live {
-                            results[*i] = Some(Err(OpError::Failed(msg.clone())));
-                        }
-                        break;
-                    }
-                },
-            }
+    let mut chunks: Vec<Vec<(usize, Operation)>> = Vec::new();
+    for (i, op) in ops.into_iter().enumerate() {
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < BATCH => chunk.push((i, op)),
+            _ => chunks.push(vec![(i, op)]),
         }
+    }
+    let done: Vec<Vec<(usize, Result<serde_json::Value, OpError>)>> =
+        futures::stream::iter(chunks)
+            .map(|chunk| commit_chunk(client, chunk))
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+    for (i, r) in done.into_iter().flatten() {
+        results[i] = Some(r);
     }
     results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(OpError::Failed("not sent".into()))))
         .collect()
+}
+
+/// Commits one chunk as one transaction; an operation the server names as failed is set aside
+/// and the rest sent again.
+async fn commit_chunk(
+    client: &Client,
+    chunk: Vec<(usize, Operation)>,
+) -> Vec<(usize, Result<serde_json::Value, OpError>)> {
+    let mut out = Vec::with_capacity(chunk.len());
+    let mut live = chunk;
+    while !live.is_empty() {
+        let batch: Vec<Operation> = live.iter().map(|(_, op)| op.clone()).collect();
+        match client.transaction(&batch).await {
+            Ok(resp) => {
+                let mut values = resp.results.into_iter();
+                for (i, _) in live.drain(..) {
+                    out.push((i, Ok(values.next().unwrap_or_default())));
+                }
+            }
+            Err(e) => match failed_index(&e) {
+                Some(k) if k < live.len() => {
+                    let raced = e.is_conflict() || e.is_not_found() || e.is_already_exists();
+                    let err = if raced {
+                        OpError::Raced(e.to_string())
+                    } else {
+                        OpError::Failed(e.to_string())
+                    };
+                    let (i, _) = live.remove(k);
+                    out.push((i, Err(err)));
+                }
+                _ => {
+                    let msg = e.to_string();
+                    for (i, _) in live.drain(..) {
+                        out.push((i, Err(OpError::Failed(msg.clone()))));
+                    }
+                }
+            },
+        }
+    }
+    out
 }
 
 /// The `resourceVersion` as a number (the store revision), for "is this copy older" checks.
