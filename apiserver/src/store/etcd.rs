@@ -24,7 +24,11 @@
 //!   nothing to catch up (start revision past the store's, as the `created` answer's header
 //!   shows), or an event at or past that header's revision arrived, or etcd sent it a periodic
 //!   notification (sent in order, and only to caught-up watchers). Until then, reads of that
-//!   kind go to etcd.
+//!   kind go to etcd. Even a caught-up watcher was seen to get such an early answer under
+//!   load, so a progress report never moves the point a broken watch resumes from, nor the
+//!   filter that drops events an earlier stream delivered: those follow events alone. (What
+//!   remains on those versions: a consistent read or a bookmark may run ahead of events still
+//!   on their way, until they arrive.)
 //! * **Limits** are etcd's: a transaction holds at most `--max-txn-ops` (default 128)
 //!   operations and a request at most `--max-request-bytes` (1.5 MiB); beyond them etcd refuses
 //!   the request (reported as `Internal`).
@@ -50,6 +54,16 @@ use super::{
     Store, StoreError, TxnOp, TxnResult, WatchItem, WatchStream, check_distinct_keys, check_op,
     events_only, prefix_end,
 };
+
+/// The largest etcd response decoded (gRPC's default is 4 MiB). etcd puts every event it has
+/// ready into one watch response: at 100,000 tasks one response held 12 MiB, and a refused
+/// response broke the watch for good, since re-watching from the same revision hit it again.
+const MAX_MESSAGE: usize = 512 * 1024 * 1024;
+
+/// A KV client that takes responses up to `MAX_MESSAGE`.
+fn kv(client: &Client) -> etcd_client::KvClient {
+    client.kv_client().max_decoding_message_size(MAX_MESSAGE)
+}
 
 /// gRPC status codes (a stable part of the wire protocol) that mean "try again later".
 const GRPC_CANCELLED: i32 = 1;
@@ -246,7 +260,7 @@ impl EtcdStore {
     /// Whether a read at `revision` fails because that history is compacted.
     async fn compacted_at(&self, revision: Revision) -> Result<bool> {
         let opts = GetOptions::new().with_revision(revision).with_count_only();
-        match self.client.kv_client().get(vec![0], Some(opts)).await {
+        match kv(&self.client).get(vec![0], Some(opts)).await {
             Ok(_) => Ok(false),
             Err(e) if is_compacted(&e) => Ok(true),
             Err(e) if is_future(&e) => Ok(false),
@@ -288,9 +302,7 @@ impl EtcdStore {
 #[async_trait]
 impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision> {
-        let resp = self
-            .client
-            .kv_client()
+        let resp = kv(&self.client)
             .get(vec![0], Some(GetOptions::new().with_count_only()))
             .await
             .map_err(map_err)?;
@@ -298,12 +310,7 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self
-            .client
-            .kv_client()
-            .get(key, None)
-            .await
-            .map_err(map_err)?;
+        let resp = kv(&self.client).get(key, None).await.map_err(map_err)?;
         resp.kvs().first().map(to_kv).transpose()
     }
 
@@ -322,7 +329,7 @@ impl Store for EtcdStore {
         if opts.revision > 0 {
             get = get.with_revision(opts.revision);
         }
-        let resp = match self.client.kv_client().get(start, Some(get)).await {
+        let resp = match kv(&self.client).get(start, Some(get)).await {
             Ok(r) => r,
             Err(e) if is_compacted(&e) => return Err(self.compacted_error(opts.revision).await),
             Err(e) if is_future(&e) => {
@@ -381,7 +388,7 @@ impl Store for EtcdStore {
             otherwise.push(EtcdTxnOp::get(key, None));
         }
         let txn = Txn::new().when(compares).and_then(then).or_else(otherwise);
-        let resp = self.client.kv_client().txn(txn).await.map_err(map_err)?;
+        let resp = kv(&self.client).txn(txn).await.map_err(map_err)?;
         let responses = resp.op_responses();
         if !resp.succeeded() {
             return Err(Self::failed_op(&ops, &responses));
@@ -440,7 +447,7 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        match self.client.kv_client().compact(revision, None).await {
+        match kv(&self.client).compact(revision, None).await {
             Ok(_) => Ok(()),
             // Already compacted at or past it: nothing to do.
             Err(e) if is_compacted(&e) => Ok(()),
@@ -516,7 +523,8 @@ struct RunningWatch {
     client: Client,
     prefix: String,
     /// Every event up to this revision has been delivered (etcd sends each revision's events
-    /// in one response, and a stream only breaks between responses).
+    /// in one response, and a stream only breaks between responses). Moved by events only,
+    /// never by progress reports.
     last_revision: Revision,
     /// Progress reporting, for `watch_with_progress`.
     progress: Option<Progress>,
@@ -565,6 +573,7 @@ impl RunningWatch {
         }
         self.client
             .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE)
             .watch(range_start(&self.prefix), Some(opts))
             .await
             .map_err(map_err)
@@ -580,7 +589,7 @@ impl RunningWatch {
         if upto <= after {
             return true;
         }
-        let mut kv = self.client.kv_client();
+        let mut kv = kv(&self.client);
         let range = || GetOptions::new().with_range(range_end(&self.prefix));
         let start = range_start(&self.prefix);
         let written = kv.get(
@@ -719,9 +728,12 @@ impl RunningWatch {
                     let believed = state.caught_up
                         || in_order
                         || (self.progress.is_some() && self.nothing_owed(header_revision).await);
+                    // Believed, it is reported, but it moves neither the resume point nor the
+                    // duplicate filter (`last_revision`): an etcd with etcd#15220 under load
+                    // answered ahead of events still queued for this stream even after the
+                    // watcher had caught up, and a filter moved past them dropped them for good
+                    // (seen: 1,000 of 10,000 tasks never reached the cache).
                     if believed {
-                        // Nothing up to it is owed: a re-watch may start past it.
-                        self.last_revision = self.last_revision.max(header_revision);
                         if !self.report(header_revision, &out).await {
                             return;
                         }

@@ -51,12 +51,11 @@ pub async fn commit(
             _ => chunks.push(vec![(i, op)]),
         }
     }
-    let done: Vec<Vec<(usize, Result<serde_json::Value, OpError>)>> =
-        futures::stream::iter(chunks)
-            .map(|chunk| commit_chunk(client, chunk))
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
+    let done: Vec<Vec<(usize, Result<serde_json::Value, OpError>)>> = futures::stream::iter(chunks)
+        .map(|chunk| commit_chunk(client, chunk))
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
     for (i, r) in done.into_iter().flatten() {
         results[i] = Some(r);
     }
