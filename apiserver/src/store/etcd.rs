@@ -733,10 +733,8 @@ impl RunningWatch {
                     // answered ahead of events still queued for this stream even after the
                     // watcher had caught up, and a filter moved past them dropped them for good
                     // (seen: 1,000 of 10,000 tasks never reached the cache).
-                    if believed {
-                        if !self.report(header_revision, &out).await {
-                            return;
-                        }
+                    if believed && !self.report(header_revision, &out).await {
+                        return;
                     }
                     continue;
                 }
