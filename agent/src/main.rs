@@ -51,6 +51,10 @@ struct Args {
     token: Option<String>,
 }
 
+/// mimalloc rather than glibc's malloc, which took a third of the CPU of a busy cluster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -93,6 +93,10 @@ fn clients(cfg: &ClientConfig) -> anyhow::Result<Clients> {
     Ok((current, own))
 }
 
+/// mimalloc rather than glibc's malloc, which took a third of the CPU of a busy cluster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -28,6 +28,7 @@ use swarm_bench::{ApiServer, StoreKind, load_average, print_table};
 use swarm_client::{Client, ClientConfig, ListParams, WatchEvent};
 use tokio_util::sync::CancellationToken;
 
+/// The allocator the binaries use (see `swarm`'s `main.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
