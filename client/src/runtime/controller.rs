@@ -16,6 +16,10 @@
 //! and level-triggered — it also runs for keys whose object was deleted (the store then has no
 //! object), which is how clean-up happens.
 //!
+//! The caches are the controller's own (`with_config`: a watcher per kind, as configured), or
+//! the process's shared ones (`sharing`: one watcher per kind for all its controllers, see
+//! `shared`); the controller cannot tell the difference.
+//!
 //! Reconciling waits until every store has completed its first list. After a secondary
 //! kind is relisted every primary key is enqueued, because objects deleted while the watch
 //! was down produce no event. An error retries the key with per-key exponential backoff,
