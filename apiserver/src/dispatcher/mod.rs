@@ -12,6 +12,7 @@
 //!   per batch;
 //! * `logs` — the log broker: log subscriptions sent to nodes, their lines back to REST readers.
 
+mod batch;
 mod hub;
 pub mod logs;
 mod nodes;

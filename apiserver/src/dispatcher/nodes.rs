@@ -111,40 +111,27 @@ impl Heartbeats {
     }
 }
 
-/// One transaction for a chunk of heartbeats, re-planned if a node changed meanwhile.
+/// One transaction for a chunk of heartbeats (a node changed meanwhile is re-planned alone).
 async fn write_beats(registry: &Registry, beats: &[(String, Timestamp)]) -> ApiResult<usize> {
-    for attempt in 0..ATTEMPTS {
-        let mut plans = Vec::with_capacity(beats.len());
-        for (name, at) in beats {
-            // The first attempt plans against the watch cache (`Registry::plan`), a retry on
-            // a store read.
-            let guess = if attempt == 0 {
-                registry.guess(Kind::Node, name, None)
-            } else {
-                None
-            };
-            let planned = registry
-                .plan(Kind::Node, name, guess, |current| beat(current, name, *at))
-                .await?;
-            match planned {
-                Ok(Planned::Noop { .. }) => {}
-                Ok(plan) => plans.push(plan),
-                // Deleted by a user meanwhile: it registers again on its own.
-                Err(e) if e.reason() == StatusReason::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let n = plans.len();
-        match registry.commit(plans).await {
-            Ok(_) => return Ok(n),
-            Err((_, StoreError::Conflict { .. } | StoreError::NotFound { .. })) => continue,
-            Err((_, e)) => return Err(ApiError::from(e)),
+    let refused = super::batch::commit_each(
+        registry,
+        Kind::Node,
+        beats,
+        |(name, _)| name.as_str(),
+        |(name, at), current| beat(current, name, *at),
+        "heartbeat flush kept conflicting with other writers",
+    )
+    .await?;
+    let mut written = 0;
+    for e in refused {
+        match e {
+            None => written += 1,
+            // Deleted by a user meanwhile: it registers again on its own.
+            Some(e) if e.reason() == StatusReason::NotFound => {}
+            Some(e) => return Err(e),
         }
     }
-    Err(ApiError::new(
-        StatusReason::Conflict,
-        "heartbeat flush kept conflicting with other writers",
-    ))
+    Ok(written)
 }
 
 /// Plans the heartbeat of node `name` at `at` on the node as stored (or cached): ready, beating.

@@ -13,11 +13,9 @@ use swarm_api::{AnyObject, Kind, StatusReason, TaskStatus};
 use swarm_proto::v1::{RefusedUpdate, TaskStatusUpdate};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::batch;
 use crate::errors::{ApiError, ApiResult};
 use crate::registry::{Planned, Registry, Subresource, plan_update};
-use crate::store::StoreError;
-
-const ATTEMPTS: usize = 5;
 
 /// Batches committed at once: while they commit, new reports queue up for the next ones.
 const IN_FLIGHT: usize = 4;
@@ -186,45 +184,25 @@ async fn write_batch(
     registry: &Registry,
     reports: &[Report<'_>],
 ) -> ApiResult<Vec<Option<RefusedUpdate>>> {
-    for attempt in 0..ATTEMPTS {
-        let mut refused = Vec::with_capacity(reports.len());
-        let mut plans = Vec::with_capacity(reports.len());
-        for r in reports {
-            // The first attempt plans against the watch cache (`Registry::plan`: a refusal or
-            // a no-op is decided again on a store read; a write is checked by the commit); a
-            // retry follows a lost race, so it reads the store.
-            let guess = if attempt == 0 {
-                registry.guess(Kind::Task, r.task, None)
-            } else {
-                None
-            };
-            let planned = registry
-                .plan(Kind::Task, r.task, guess, |current| {
-                    plan_report(current, r.task, r.node, r.status)
-                })
-                .await?;
-            refused.push(match planned {
-                Ok(Planned::Noop { .. }) => None,
-                Ok(p) => {
-                    plans.push(p);
-                    None
-                }
-                Err(e) => Some(RefusedUpdate {
-                    task_name: r.task.to_string(),
-                    reason: e.status().message.clone(),
-                }),
-            });
-        }
-        match registry.commit(plans).await {
-            Ok(_) => return Ok(refused),
-            Err((_, StoreError::Conflict { .. } | StoreError::NotFound { .. })) => continue,
-            Err((_, e)) => return Err(ApiError::from(e)),
-        }
-    }
-    Err(ApiError::new(
-        StatusReason::Conflict,
+    let refused = batch::commit_each(
+        registry,
+        Kind::Task,
+        reports,
+        |r| r.task,
+        |r, current| plan_report(current, r.task, r.node, r.status),
         "status batch kept conflicting with other writers; retry",
-    ))
+    )
+    .await?;
+    Ok(reports
+        .iter()
+        .zip(refused)
+        .map(|(r, e)| {
+            e.map(|e| RefusedUpdate {
+                task_name: r.task.to_string(),
+                reason: e.status().message.clone(),
+            })
+        })
+        .collect())
 }
 
 /// Plans `node`'s report of `status` for task `name`, given the task as stored (or cached):

@@ -23,6 +23,7 @@ use crate::registry::{Registry, Subresource};
 use crate::server::{RunningServer, Server, ServerOptions};
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
+use crate::watch_cache::{CacheOptions, WatchCache};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -231,6 +232,50 @@ async fn register_writes_the_node_and_heartbeats_keep_it_alive() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_replans_only_what_changed_behind_the_cache() {
+    let mut f = start(DispatcherOptions {
+        heartbeat_flush: Duration::from_secs(3600), // flushed by hand below
+        ..fast()
+    })
+    .await;
+    for i in 0..4 {
+        register(&mut f, &format!("n{i}")).await;
+    }
+    // A cache that saw the four nodes, then stopped following the store.
+    let cache = WatchCache::start(f.store.clone(), CacheOptions::default());
+    let nodes = cache.kind(Kind::Node);
+    tokio::time::timeout(PATIENCE, async {
+        nodes.wait_ready().await;
+        while nodes.get_cached("n3").is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    cache.stop();
+    let frozen = Registry::new(f.store.clone()).with_cache(cache);
+    // Two of them change behind its back.
+    let behind = super::nodes::Heartbeats::default();
+    behind.beat("n1");
+    behind.beat("n2");
+    assert_eq!(behind.flush(&f.registry, 100).await, 2);
+    // A batch planned on the stale copies loses on n1 and n2, re-plans just those from the
+    // store, and writes all four in one transaction.
+    let beats = super::nodes::Heartbeats::default();
+    for i in 0..4 {
+        beats.beat(&format!("n{i}"));
+    }
+    let before = f.store.current_revision().await.unwrap();
+    assert_eq!(beats.flush(&frozen, 100).await, 4);
+    let after = f.store.current_revision().await.unwrap();
+    assert_eq!(after, before + 1, "one committed transaction");
+    for i in 0..4 {
+        let n = node(&f, &format!("n{i}")).await;
+        assert_eq!(n.metadata.resource_version, after.to_string(), "n{i}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
