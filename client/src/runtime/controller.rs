@@ -246,7 +246,8 @@ impl<K: Resource> Controller<K> {
     }
 
     /// A controller whose caches — of `K` and of every kind it watches — are the process's
-    /// shared ones (`SharedCaches`: whole kinds, one watch each for all its controllers).
+    /// shared ones (`SharedCaches`: whole kinds, one watch each for all its controllers). The
+    /// `watcher::Config` given to `watches*` is then not used: a shared cache has no selectors.
     pub fn sharing(
         name: impl Into<String>,
         client: Client,
