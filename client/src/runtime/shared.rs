@@ -23,12 +23,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use swarm_api::Resource;
 use tokio_util::sync::CancellationToken;
 
 use super::reflector::{IndexFn, Store, Writer};
-use super::watcher::{self, Event, watcher};
+use super::watcher::{self, Event, WatchError, watcher};
 use crate::Client;
 
 /// What a subscriber is handed for each event.
@@ -73,25 +73,13 @@ impl SharedCaches {
             }
             return informer;
         }
-        let writer = match index {
-            Some(f) => Writer::<K>::with_index(f),
-            None => Writer::<K>::new(),
-        };
-        let informer = Arc::new(Informer {
-            store: writer.store(),
-            writer: Arc::new(Mutex::new(writer)),
-            subscribers: Arc::new(Mutex::new(Subscribers {
-                next_id: 0,
-                live: Vec::new(),
-                listing: false,
-                late: Vec::new(),
-            })),
-        });
-        let (client, stop, driven) = (self.client.clone(), self.stop.clone(), informer.clone());
+        let informer = Informer::new(index);
+        let events = watcher::<K>(self.client.clone(), watcher::Config::default());
+        let (stop, driven) = (self.stop.clone(), informer.clone());
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = driven.drive(client) => {}
+                _ = driven.feed_from(events) => {}
             }
         });
         map.insert(TypeId::of::<K>(), informer.clone());
@@ -116,6 +104,24 @@ struct Subscribers<K> {
 }
 
 impl<K: Resource> Informer<K> {
+    /// An informer with nothing fed to it yet; `feed_from` feeds it.
+    fn new(index: Option<IndexFn<K>>) -> Arc<Self> {
+        let writer = match index {
+            Some(f) => Writer::<K>::with_index(f),
+            None => Writer::<K>::new(),
+        };
+        Arc::new(Informer {
+            store: writer.store(),
+            writer: Arc::new(Mutex::new(writer)),
+            subscribers: Arc::new(Mutex::new(Subscribers {
+                next_id: 0,
+                live: Vec::new(),
+                listing: false,
+                late: Vec::new(),
+            })),
+        })
+    }
+
     /// The shared cache.
     pub fn store(&self) -> Store<K> {
         self.store.clone()
@@ -147,10 +153,10 @@ impl<K: Resource> Informer<K> {
         }
     }
 
-    /// Feeds the cache and the subscribers from one watcher, forever.
-    async fn drive(self: Arc<Self>, client: Client) {
-        let mut stream = watcher::<K>(client, watcher::Config::default());
-        while let Some(item) = stream.next().await {
+    /// Feeds the cache and the subscribers from one watcher's events, until they end.
+    async fn feed_from(self: Arc<Self>, events: impl Stream<Item = Result<Event<K>, WatchError>>) {
+        futures::pin_mut!(events);
+        while let Some(item) = events.next().await {
             // The watcher logs its errors and carries on; only events are handed out.
             let Ok(event) = item else { continue };
             lock(&self.writer).apply(&event);
@@ -205,4 +211,67 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Each critical section is a push, a retain or a loop of callbacks that only enqueue
     // keys: a panic in one leaves nothing half-done that matters.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_api::{Network, NetworkSpec};
+
+    fn net(name: &str) -> Event<Network> {
+        Event::InitApply(Network::new(name, NetworkSpec::default()))
+    }
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    fn recorder(log: &Log) -> impl Fn(&Event<Network>) + Send + Sync + 'static {
+        let log = log.clone();
+        move |e| {
+            lock(&log).push(match e {
+                Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => o.metadata.name.clone(),
+                Event::Init => "<init>".into(),
+                Event::InitDone => "<done>".into(),
+            })
+        }
+    }
+
+    async fn until(log: &Log, what: &str) {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !lock(log).iter().any(|n| n == what) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what} never came: {:?}", lock(log)));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_arriving_during_a_list_is_shown_all_of_it_before_its_end() {
+        let informer = Informer::<Network>::new(None);
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        tokio::spawn(informer.clone().feed_from(rx));
+        let early: Log = Arc::default();
+        let _early = informer.subscribe(recorder(&early));
+        for ev in [Event::Init, net("a")] {
+            tx.unbounded_send(Ok(ev)).unwrap();
+        }
+        until(&early, "a").await;
+        // Mid-list: "a" has gone by, and the cache shows nothing before the list's end.
+        let late: Log = Arc::default();
+        let _late = informer.subscribe(recorder(&late));
+        assert!(lock(&late).is_empty());
+        for ev in [net("b"), Event::InitDone] {
+            tx.unbounded_send(Ok(ev)).unwrap();
+        }
+        until(&early, "<done>").await;
+        let seen = lock(&late).clone();
+        assert_eq!(seen.last().map(String::as_str), Some("<done>"));
+        for name in ["a", "b"] {
+            assert!(
+                seen.contains(&name.to_string()),
+                "{name} missing from {seen:?}"
+            );
+        }
+        assert_eq!(informer.store().len(), 2);
+    }
 }
