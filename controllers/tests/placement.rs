@@ -83,6 +83,26 @@ impl Harness {
         }
     }
 
+    /// Waits until placement's node cache holds `node` and the nodes added before it. Each
+    /// kind has its own watch, so tasks created right after their nodes may reach placement
+    /// first, and a pass on that partial view puts every task on the nodes it has (the spread
+    /// tests below failed that way about once in twenty runs on a loaded machine). A probe
+    /// task that only `node` may run is placed once placement has seen it, and node events
+    /// arrive in order; the probe is deleted again.
+    async fn placement_sees(&self, node: &str) {
+        let probe = format!("probe-{node}");
+        self.pending(&probe, 1, |t| {
+            t.spec.template.placement.constraints = vec![format!("node.id=={node}")];
+        })
+        .await;
+        self.wait_for("the probe placed", &probe, |ts| placed(ts) == 1)
+            .await;
+        self.client
+            .delete::<Task>(&format!("{probe}.1.1"), None)
+            .await
+            .unwrap();
+    }
+
     /// Creates a PENDING task of `service` in `slot`, shaped by `f`.
     async fn pending(&self, service: &str, slot: u64, f: impl Fn(&mut Task)) {
         let mut t = Task::new(
@@ -171,6 +191,7 @@ async fn pending_tasks_are_assigned_and_spread() {
     for n in ["n1", "n2", "n3"] {
         h.node(n, &[], 0).await;
     }
+    h.placement_sees("n3").await;
     for slot in 1..=6 {
         h.pending("web", slot, |_| {}).await;
     }
@@ -254,6 +275,7 @@ async fn constraints_and_spread_preferences_are_followed() {
     h.node("a2", &[("zone", "a"), ("rack", "r1")], 0).await;
     h.node("a3", &[("zone", "a"), ("rack", "r2")], 0).await;
     h.node("b1", &[("zone", "b"), ("rack", "r3")], 0).await;
+    h.placement_sees("b1").await;
     for slot in 1..=4 {
         h.pending("api", slot, |t| {
             t.spec.template.placement.constraints = vec!["node.labels.zone==a".into()];
