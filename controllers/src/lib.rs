@@ -72,7 +72,7 @@ pub async fn run(
 pub async fn run_with(
     name: &str,
     client_for: &(dyn Fn(&str) -> Client + Sync),
-    opts: Options,
+    mut opts: Options,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let names: Vec<&str> = if name == "all" {
@@ -83,7 +83,6 @@ pub async fn run_with(
         return Err(RunError::Unknown(name.to_string()));
     };
     // One watch and cache per kind for all of them (started when a controller first leads).
-    let mut opts = opts;
     if opts.caches.is_none() {
         opts.caches = Some(SharedCaches::new(client_for(names[0]), shutdown.clone()));
     }

@@ -60,6 +60,15 @@ async fn start(dopts: DispatcherOptions) -> Fixture {
     }
 }
 
+/// A fixture whose heartbeats are flushed only by the test itself.
+async fn start_flushing_by_hand() -> Fixture {
+    start(DispatcherOptions {
+        heartbeat_flush: Duration::from_secs(3600),
+        ..fast()
+    })
+    .await
+}
+
 fn fast() -> DispatcherOptions {
     DispatcherOptions {
         heartbeat_period: Duration::from_millis(300),
@@ -236,11 +245,7 @@ async fn register_writes_the_node_and_heartbeats_keep_it_alive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_replans_only_what_changed_behind_the_cache() {
-    let mut f = start(DispatcherOptions {
-        heartbeat_flush: Duration::from_secs(3600), // flushed by hand below
-        ..fast()
-    })
-    .await;
+    let mut f = start_flushing_by_hand().await;
     for i in 0..4 {
         register(&mut f, &format!("n{i}")).await;
     }
@@ -280,11 +285,7 @@ async fn a_batch_replans_only_what_changed_behind_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_of_many_nodes_are_one_transaction() {
-    let mut f = start(DispatcherOptions {
-        heartbeat_flush: Duration::from_secs(3600), // flushed by hand below
-        ..fast()
-    })
-    .await;
+    let mut f = start_flushing_by_hand().await;
     let mut sessions = Vec::new();
     for i in 0..5 {
         sessions.push(register(&mut f, &format!("n{i}")).await);

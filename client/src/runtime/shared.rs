@@ -90,7 +90,7 @@ impl SharedCaches {
 /// One kind's watch, cache and subscribers.
 pub struct Informer<K> {
     store: Store<K>,
-    writer: Arc<Mutex<Writer<K>>>,
+    writer: Mutex<Writer<K>>,
     subscribers: Arc<Mutex<Subscribers<K>>>,
 }
 
@@ -112,7 +112,7 @@ impl<K: Resource> Informer<K> {
         };
         Arc::new(Informer {
             store: writer.store(),
-            writer: Arc::new(Mutex::new(writer)),
+            writer: Mutex::new(writer),
             subscribers: Arc::new(Mutex::new(Subscribers {
                 next_id: 0,
                 live: Vec::new(),

@@ -34,7 +34,7 @@ fn failed_index(e: &ClientError) -> Option<usize> {
 /// Transactions of one `commit` in flight at once. The store commits transactions that
 /// arrive together in one sync (group commit), so a few in flight are worth several times one
 /// at a time; more would only queue behind each other.
-pub const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 4;
 
 /// Commits `ops` in transactions of at most `BATCH`, up to `IN_FLIGHT` at once; one result per
 /// operation, in order: the object as written, or why not.
